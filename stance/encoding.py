@@ -1,0 +1,126 @@
+"""Paragraph text to model inputs: token windows and, per actor, the tokens that refer to it.
+
+This module needs only ``tokenizers`` and ``numpy``, so the ONNX path can label without importing
+torch or transformers. Training and both inference backends share it, so a paragraph is encoded
+the same way everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codebook import Codebook
+from .text import find_references
+
+
+@dataclass
+class Window:
+    item: int  # index of the paragraph this window belongs to
+    ids: np.ndarray  # token ids with [CLS] ... [SEP]
+    actor_mask: np.ndarray  # (n_actors, len(ids)) 1.0 where a token is part of a reference
+
+
+class ParagraphEncoder:
+    """Tokenises paragraphs into windows of at most ``max_length`` tokens.
+
+    A paragraph longer than the window is cut into windows that overlap by ``overlap`` tokens;
+    the caller aggregates the windows' predictions (see ``aggregate``).
+    """
+
+    def __init__(self, tokenizer_file: str | Path, codebook: Codebook, max_length: int = 256,
+                 overlap: int = 64):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.codebook = codebook
+        if max_length < 16:
+            raise ValueError("max_length must be at least 16 tokens")
+        self.max_length = max_length
+        self.overlap = min(overlap, max_length // 2)
+        vocab = self.tokenizer.get_vocab()
+        self.cls_id = vocab.get("[CLS]", 101)
+        self.sep_id = vocab.get("[SEP]", 102)
+        self.pad_id = vocab.get("[PAD]", 0)
+
+    def encode(self, texts: list[str], max_windows: int | None = None) -> list[Window]:
+        """Windows for each text, in order; ``max_windows=1`` keeps only the first (training)."""
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        n_actors = len(self.codebook.actors)
+        body = self.max_length - 2
+        step = body - self.overlap
+        out: list[Window] = []
+        for item, (text, enc) in enumerate(zip(texts, encodings)):
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            token_mask = np.zeros((n_actors, len(ids)), dtype=np.float32)
+            for a, spans in enumerate(find_references(text, self.codebook).values()):
+                for start, end in spans:
+                    token_mask[a, (offsets[:, 0] < end) & (offsets[:, 1] > start)] = 1.0
+            starts = list(range(0, max(len(ids) - self.overlap, 1), step)) or [0]
+            if max_windows:
+                starts = starts[:max_windows]
+            for s in starts:
+                piece = ids[s:s + body]
+                mask = token_mask[:, s:s + body]
+                full_ids = np.concatenate([[self.cls_id], piece, [self.sep_id]]).astype(np.int64)
+                full_mask = np.zeros((n_actors, len(full_ids)), dtype=np.float32)
+                full_mask[:, 1:1 + len(piece)] = mask
+                out.append(Window(item, full_ids, full_mask))
+        return out
+
+    def collate(self, windows: list[Window]) -> dict[str, np.ndarray]:
+        """Pad a batch of windows to its longest member (dynamic padding)."""
+        width = max(len(w.ids) for w in windows)
+        n_actors = windows[0].actor_mask.shape[0]
+        input_ids = np.full((len(windows), width), self.pad_id, dtype=np.int64)
+        attention = np.zeros((len(windows), width), dtype=np.int64)
+        actor_mask = np.zeros((len(windows), n_actors, width), dtype=np.float32)
+        for i, w in enumerate(windows):
+            input_ids[i, :len(w.ids)] = w.ids
+            attention[i, :len(w.ids)] = 1
+            actor_mask[i, :, :len(w.ids)] = w.actor_mask
+        return {"input_ids": input_ids, "attention_mask": attention, "actor_mask": actor_mask}
+
+
+def length_sorted_batches(windows: list[Window], batch_size: int) -> list[list[int]]:
+    """Indices of windows grouped into batches of similar length, longest first.
+
+    Sorting by length before batching keeps padding small; callers put results back in order.
+    """
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def aggregate(windows: list[Window], frame_probs: np.ndarray, stance_probs: np.ndarray,
+              n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Combine window predictions into one per paragraph.
+
+    Frames take the maximum over windows (a frame foregrounded in one part of a long paragraph
+    is in the paragraph). Stance averages the windows that refer to the actor; where no window
+    does, all windows are averaged. Returns (frame_probs, stance_probs, n_windows).
+    """
+    n_frames = frame_probs.shape[1] if frame_probs.ndim == 2 else 0
+    n_actors, n_values = stance_probs.shape[1], stance_probs.shape[2]
+    frames = np.zeros((n_items, n_frames), dtype=np.float32)
+    stance_sum = np.zeros((n_items, n_actors, n_values), dtype=np.float64)
+    stance_ref = np.zeros((n_items, n_actors, n_values), dtype=np.float64)
+    n_ref = np.zeros((n_items, n_actors), dtype=np.float64)
+    n_win = np.zeros(n_items, dtype=np.int64)
+    for w, window in enumerate(windows):
+        i = window.item
+        if n_frames:
+            frames[i] = np.maximum(frames[i], frame_probs[w])
+        referred = window.actor_mask.sum(axis=1) > 0
+        stance_sum[i] += stance_probs[w]
+        stance_ref[i][referred] += stance_probs[w][referred]
+        n_ref[i] += referred
+        n_win[i] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_all = stance_sum / np.maximum(n_win, 1)[:, None, None]
+        mean_ref = stance_ref / np.maximum(n_ref, 1)[:, :, None]
+    stance = np.where((n_ref > 0)[:, :, None], mean_ref, mean_all).astype(np.float32)
+    return frames, stance, n_win

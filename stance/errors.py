@@ -1,0 +1,7 @@
+"""The one exception type the command line turns into a clear message instead of a traceback."""
+
+
+class StanceError(Exception):
+    """An error a user can act on; the message names the file, line or row and what is wrong."""
+
+    exit_code = 2

