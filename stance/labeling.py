@@ -1,0 +1,365 @@
+"""``stance label``: label a corpus in chunks, with output that survives a killed run.
+
+How a run stays safe to kill: each chunk of labelled rows is appended to the output (JSONL or
+CSV) or written as its own Parquet part, flushed to disk, and only then is the checkpoint file
+``OUTPUT.progress.json`` replaced atomically with the count of input items consumed. ``--resume``
+cuts the output back to the last checkpoint (dropping a half-written chunk) and skips that many
+items, so every row is written exactly once. The checkpoint is removed when the run completes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import StanceError
+from .inputs import TABLE_SUFFIXES, InputError, ReadOptions, Stats, expand_inputs, read_items, table_columns
+
+FORMATS = ("jsonl", "csv", "parquet")
+_CSV_DANGER = ("=", "+", "-", "@", "\t", "\r")
+
+
+def output_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise StanceError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("jsonl", "ndjson", "json"):
+        return "jsonl"
+    if suffix in ("csv", "parquet"):
+        return suffix
+    raise StanceError(f"{path}: cannot tell the output format from the extension; use .jsonl, .csv or "
+                      f".parquet, or pass --format")
+
+
+def csv_safe(value):
+    """Spreadsheets run cells that start with = + - @ as formulas; prefix such text with '."""
+    if isinstance(value, str) and value.startswith(_CSV_DANGER):
+        return "'" + value
+    return value
+
+
+class Checkpoint:
+    def __init__(self, output: Path):
+        self.path = output.with_name(output.name + ".progress.json")
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            raise StanceError(f"{self.path}: the checkpoint is unreadable; start again with --force") from None
+
+    def save(self, state: dict) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _AppendWriter:
+    """JSONL or CSV appended chunk by chunk; ``size`` is the byte length after the last chunk."""
+
+    def __init__(self, path: Path, fmt: str, columns: list[str], labeler, resume_bytes: int | None):
+        self.path, self.fmt, self.columns, self.labeler = path, fmt, columns, labeler
+        if resume_bytes is None:
+            self.file = open(path, "wb")
+            if fmt == "csv":
+                self._write(self._csv_lines([dict(zip(columns, columns))]))
+        else:
+            self.file = open(path, "r+b")
+            self.file.truncate(resume_bytes)
+            self.file.seek(resume_bytes)
+
+    def _csv_lines(self, rows) -> bytes:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        for r in rows:
+            w.writerow({k: csv_safe(v) for k, v in r.items()})
+        return buf.getvalue().encode("utf-8")
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def write(self, rows: list[dict]) -> None:
+        if self.fmt == "csv":
+            self._write(self._csv_lines(rows))
+        else:
+            self._write("".join(json.dumps(self.labeler.nested(r), ensure_ascii=False, default=str) + "\n"
+                                for r in rows).encode("utf-8"))
+
+    @property
+    def size(self) -> int:
+        return self.file.tell()
+
+    def finish(self) -> None:
+        self.file.close()
+
+
+class _ParquetWriter:
+    """Parquet parts in ``OUTPUT.parts/``, each complete on its own; joined into OUTPUT at the end."""
+
+    def __init__(self, path: Path, columns: list[str], resume_parts: int | None):
+        self.path, self.columns = path, columns
+        self.parts = path.with_name(path.name + ".parts")
+        self.parts.mkdir(exist_ok=True)
+        self.count = resume_parts or 0
+        for part in self.parts.glob("part-*.parquet"):  # parts past the checkpoint are redone
+            if int(part.stem.split("-")[1]) >= self.count:
+                part.unlink()
+        if resume_parts is None:
+            for part in self.parts.glob("*"):
+                part.unlink()
+
+    def write(self, rows: list[dict]) -> None:
+        import pandas as pd
+
+        df = pd.DataFrame(rows, columns=self.columns)
+        final = self.parts / f"part-{self.count:06d}.parquet"
+        tmp = final.with_suffix(".tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, final)
+        self.count += 1
+
+    @property
+    def size(self) -> int:
+        return self.count
+
+    def finish(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        files = sorted(self.parts.glob("part-*.parquet"))
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        if files:
+            schemas = [pq.read_schema(f) for f in files]
+            try:
+                schema = pa.unify_schemas(schemas, promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                schema = None
+            with pq.ParquetWriter(tmp, schema or _string_schema(schemas)) as writer:
+                for f in files:  # one part in memory at a time
+                    table = pq.read_table(f)
+                    writer.write_table(_conform(table, writer.schema))
+        else:
+            import pandas as pd
+
+            pd.DataFrame(columns=self.columns).to_parquet(tmp, index=False)
+        os.replace(tmp, self.path)
+
+    def cleanup(self) -> None:
+        for f in self.parts.glob("*"):
+            f.unlink()
+        self.parts.rmdir()
+
+
+def _string_schema(schemas):
+    import pyarrow as pa
+
+    names = []
+    for s in schemas:
+        names += [n for n in s.names if n not in names]
+    return pa.schema([(n, pa.string()) for n in names])
+
+
+def _conform(table, schema):
+    import pyarrow as pa
+
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table[field.name]
+            if col.type != field.type:
+                col = col.cast(field.type) if not pa.types.is_string(field.type) else \
+                    pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+        else:
+            col = pa.nulls(len(table), field.type)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _inputs_signature(files: list[Path]) -> list:
+    return [[str(f), f.stat().st_size] for f in files]
+
+
+def run_label(inputs: list[str], output: str, *, model=None, backend: str = "torch", fmt: str | None = None,
+              opts: ReadOptions | None = None, batch_size: int = 32, chunk_size: int = 512,
+              resume: bool = False, force: bool = False, on_error: str = "skip", threads: int | None = None,
+              progress: bool | None = None, log=None) -> dict:
+    """Label every paragraph of ``inputs`` into ``output``; returns the run's summary counts."""
+    from tqdm.auto import tqdm
+
+    from .labeler import Labeler
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    opts = opts or ReadOptions()
+    output = Path(output)
+    fmt = output_format(output, fmt)
+    if on_error not in ("skip", "fail"):
+        raise StanceError(f"--on-error must be skip or fail, not {on_error!r}")
+    checkpoint = Checkpoint(output)
+    state = checkpoint.load() if resume else None
+    if resume and state is None:
+        if output.exists():
+            log(f"{output} is already complete (no checkpoint to resume from)")
+            return {"labelled": 0, "skipped": 0, "flagged": 0, "already_complete": True}
+        log(f"nothing to resume at {output}; starting a new run")
+    if not resume and (output.exists() or checkpoint.path.exists()) and not force:
+        raise StanceError(f"{output} exists; use --resume to continue an interrupted run or --force to overwrite")
+    if output.exists() and not resume:
+        output.unlink()
+
+    files = expand_inputs(inputs)
+    started = time.time()
+    labeler = Labeler.from_pretrained(model, backend=backend, batch_size=batch_size, threads=threads,
+                                      progress=False, log=log)
+    signature = {"inputs": [str(f) for f in files], "format": fmt, "model": str(labeler.folder),
+                 "text_col": opts.text_col, "id_col": opts.id_col, "split_tables": opts.split_tables}
+    sizes = _inputs_signature(files)
+    if state is not None:
+        if state.get("signature") != signature:
+            raise StanceError(f"{checkpoint.path}: the inputs, model or options differ from the interrupted "
+                              f"run; rerun with the same ones, or start again with --force")
+        if state.get("sizes") != sizes:
+            log("warning: some inputs changed since the interrupted run (a fixed file?); resuming assumes "
+                "the items already labelled are unchanged")
+
+    carried: list[str] = []
+    for f in files:
+        if f.suffix.lower() in TABLE_SUFFIXES:
+            try:
+                cols = table_columns(f, opts)
+            except InputError:
+                continue  # reported when the file is read
+            carried += [c for c in cols if c != opts.text_col and c not in carried]
+    base = ["id", "doc_id", "paragraph", "text"]
+    carried = [c for c in carried if c not in base]
+    columns = base + ["source"] + carried + _label_columns(labeler)
+
+    counts = dict(state["counts"]) if state else {"labelled": 0, "skipped": 0, "flagged": 0}
+    consumed_before = state["consumed"] if state else 0
+    if fmt == "parquet":
+        writer = _ParquetWriter(output, columns, state["size"] if state else None)
+    else:
+        writer = _AppendWriter(output, fmt, columns, labeler, state["size"] if state else None)
+    stats = Stats()
+    consumed = 0
+    pending: list = []
+    bar = tqdm(desc="labelling", unit="para", disable=not ((sys.stderr.isatty()) if progress is None else progress),
+               initial=consumed_before)
+    shown_errors = 0
+
+    def flush():
+        nonlocal pending
+        good = [it for it in pending if it.error is None]
+        rows = []
+        if good:
+            for it, lab in zip(good, labeler.rows([it.text for it in good])):
+                row = {"id": it.id, "doc_id": it.doc_id, "paragraph": it.paragraph, "text": it.text,
+                       "source": it.where, **{k: v for k, v in it.carried.items() if k not in base}, **lab}
+                rows.append(row)
+                counts["flagged"] += int(not lab["english"])
+            writer.write(rows)
+        counts["labelled"] += len(rows)
+        bar.update(len(pending))
+        checkpoint.save({"signature": signature, "sizes": sizes, "consumed": consumed_before + consumed,
+                         "size": writer.size, "counts": counts})
+        pending = []
+
+    try:
+        for position, item in enumerate(read_items(files, opts, stats)):
+            if position < consumed_before:
+                continue
+            if item.error is not None:
+                if on_error == "fail":
+                    flush()
+                    raise item.error
+                counts["skipped"] += 1
+                if shown_errors < 20:
+                    log(f"skipped: {item.error}")
+                shown_errors += 1
+            consumed += 1
+            pending.append(item)
+            if len(pending) >= chunk_size:
+                flush()
+        flush()
+    finally:
+        bar.close()
+        if fmt != "parquet":
+            writer.finish()
+    if fmt == "parquet":
+        writer.finish()
+    checkpoint.remove()
+    if fmt == "parquet":
+        writer.cleanup()
+    seconds = time.time() - started
+    summary = {**counts, "files": stats.files, "ignored_files": stats.ignored_files, "dropped": stats.dropped,
+               "seconds": round(seconds, 1), "output": str(output)}
+    if shown_errors > 20:
+        log(f"... {shown_errors - 20} more skipped items not shown")
+    log(f"labelled {counts['labelled']} paragraphs ({counts['flagged']} flagged as not English), "
+        f"skipped {counts['skipped']}; dropped {stats.dropped['headline']} headlines, "
+        f"{stats.dropped['byline']} bylines, {stats.dropped['boilerplate']} boilerplate lines; "
+        f"{stats.files} files read, {stats.ignored_files} ignored; {seconds:.1f} s -> {output}")
+    return summary
+
+
+def _label_columns(labeler) -> list[str]:
+    cb = labeler.codebook
+    cols = []
+    for a in cb.actor_ids:
+        cols.append(f"stance_{a}")
+        cols += [f"p_{a}_{v}" for v in cb.value_ids]
+    for f in cb.frame_ids:
+        cols += [f"frame_{f}", f"p_frame_{f}"]
+    return cols + ["windows", "english"]
+
+
+def add_label_parser(sub) -> None:
+    p = sub.add_parser("label", help="label article files, folders and tables with a model",
+                       description="Label every paragraph of the inputs. Exit codes: 0 done (skipped "
+                                   "items are listed and counted), 1 a bad input with --on-error fail "
+                                   "(everything before it is saved; fix it and --resume), 2 a usage, "
+                                   "model or output problem, 130 interrupted (--resume continues).")
+    p.add_argument("inputs", nargs="+", help="files or folders: .txt .md .html, .csv .tsv .jsonl .parquet")
+    p.add_argument("-o", "--output", required=True, help="output .jsonl, .csv or .parquet")
+    p.add_argument("--model", help="model folder (default: the shipped models/default)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from the extension)")
+    p.add_argument("--text-col", default="text")
+    p.add_argument("--id-col")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--split-paragraphs", action="store_true",
+                   help="treat each table row as an article and split it into paragraphs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--chunk-size", type=int, default=512, help="rows labelled between checkpoints")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--on-error", default="skip", choices=["skip", "fail"])
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_label)
+
+
+def cmd_label(args) -> int:
+    opts = ReadOptions(text_col=args.text_col, id_col=args.id_col, encoding=args.encoding,
+                       split_tables=args.split_paragraphs)
+    try:
+        run_label(args.inputs, args.output, model=args.model, backend=args.backend, fmt=args.format, opts=opts,
+                  batch_size=args.batch_size, chunk_size=args.chunk_size, resume=args.resume, force=args.force,
+                  on_error=args.on_error, threads=args.threads, progress=False if args.no_progress else None)
+    except InputError as e:
+        print(f"stance label: error: {e}\nEverything before it is saved; fix the input and rerun with --resume, "
+              f"or use --on-error skip.", file=sys.stderr)
+        return e.exit_code
+    return 0
