@@ -127,11 +127,26 @@ def _actor_aliases(actor: Actor) -> tuple[str, ...]:
 
 
 def find_references(text: str, codebook: Codebook) -> dict[str, list[tuple[int, int]]]:
-    """Character spans where each actor's name or an alias occurs (possibly none)."""
-    spans = {}
+    """Character spans where each actor's name or an alias occurs (possibly none).
+
+    Where aliases of two actors overlap, the longer one wins: "the Kremlin chief" is Putin, not
+    also the Kremlin, and "the Trump administration" is the West, not Trump himself.
+    """
+    found = []
     for actor in codebook.actors:
         rx = _actor_regex(_actor_aliases(actor))
-        spans[actor.id] = [m.span() for m in rx.finditer(text)] if rx else []
+        if rx is not None:
+            found += [(m.start(), m.end(), actor.id) for m in rx.finditer(text)]
+    found.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
+    taken: list[tuple[int, int]] = []
+    spans: dict[str, list[tuple[int, int]]] = {a: [] for a in codebook.actor_ids}
+    for start, end, actor_id in found:
+        if any(start < e and end > s for s, e in taken):
+            continue
+        taken.append((start, end))
+        spans[actor_id].append((start, end))
+    for v in spans.values():
+        v.sort()
     return spans
 
 

@@ -1,0 +1,155 @@
+"""The model end to end on a tiny random encoder: train, save, load, export, errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import TINY_ENCODER, synthetic_records, write_jsonl
+from stance import Labeler
+from stance.codebook import Codebook
+from stance.folder import ModelFolderError
+from stance.model import StanceModel
+
+
+def test_training_writes_a_complete_small_model_folder(tiny_model):
+    names = {p.name for p in tiny_model.iterdir()}
+    assert {"config.json", "model.safetensors", "codebook.yaml", "README.md", "evaluation.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]  # safetensors only
+    card = (tiny_model / "README.md").read_text()
+    assert "| this model |" in card and "| tfidf_lr |" in card and "| majority |" in card
+    assert "Seed: 7" in card and "Library versions" in card and "train_hash" in card
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert set(config["thresholds"]) == {"isolation", "resentment", "grand_bargain"}
+
+
+def test_the_tiny_model_learns_references(tiny_model):
+    scores = json.loads((tiny_model / "evaluation.json").read_text())
+    model_scores = scores["evaluations"]["dev split"]["this model"]
+    # references come with alias spans, so even a tiny encoder should find them
+    assert model_scores["reference_f1"]["value"] > 0.85
+    history = scores["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_save_and_load_round_trip_gives_identical_predictions(tiny_model, tmp_path):
+    texts = ["Vladimir Putin was praised by Moscow.", "NATO said the talks would take place."]
+    first = Labeler.from_pretrained(tiny_model).label(texts)
+    model = StanceModel.from_pretrained(tiny_model)
+    model.save_pretrained(tmp_path / "copy")
+    second = Labeler.from_pretrained(tmp_path / "copy").label(texts)
+    prob_cols = [c for c in first.columns if c.startswith("p_")]
+    np.testing.assert_allclose(first[prob_cols].to_numpy(float), second[prob_cols].to_numpy(float), atol=1e-6)
+
+
+def test_same_seed_reproduces_the_same_model(tiny_data, codebook, tmp_path):
+    from stance.train import TrainConfig, train
+
+    config = TrainConfig(epochs=1, base="random", encoder_config=TINY_ENCODER, lora_r=2, seed=3, progress=False)
+    recs = __import__("stance.data", fromlist=["read_records"]).read_records(tiny_data["train"], codebook)[:40]
+    a = train(recs, [], codebook, config, log=lambda m: None).model.trainable_state()
+    b = train(recs, [], codebook, config, log=lambda m: None).model.trainable_state()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.allclose(a[k].numpy(), b[k].numpy()), k
+
+
+def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    texts = [r["text"] for r in synthetic_records(40, seed=11)] + ["Kyiv said no.", "Short one about Trump."]
+    torch_df = Labeler.from_pretrained(folder, batch_size=8).label(texts)
+    onnx_df = Labeler.from_pretrained(folder, backend="onnx", batch_size=8).label(texts)
+    prob_cols = [c for c in torch_df.columns if c.startswith("p_")]
+    np.testing.assert_allclose(torch_df[prob_cols].to_numpy(float), onnx_df[prob_cols].to_numpy(float), atol=2e-4)
+    assert list((folder / "onnx").glob("*-fp32.onnx"))  # cached beside the model
+    int8_df = Labeler.from_pretrained(folder, backend="onnx-int8", batch_size=8).label(texts)
+    stance_cols = [c for c in torch_df.columns if c.startswith("stance_")]
+    agree = (int8_df[stance_cols].to_numpy() == onnx_df[stance_cols].to_numpy()).mean()
+    assert agree > 0.9
+
+
+def test_long_paragraphs_are_windowed_and_aggregated(tiny_model):
+    labeler = Labeler.from_pretrained(tiny_model)
+    long_text = "Vladimir Putin spoke at length about the economy and the harvest. " * 60
+    df = labeler.label([long_text, "Kyiv said no."])
+    assert df.loc[0, "windows"] > 1 and df.loc[1, "windows"] == 1
+    probs = df.loc[0, [f"p_putin_{v}" for v in labeler.codebook.value_ids]].to_numpy(float)
+    assert abs(probs.sum() - 1) < 1e-3
+
+
+def test_model_folder_errors(tiny_model, tmp_path, codebook):
+    with pytest.raises(ModelFolderError, match="model folder not found"):
+        Labeler.from_pretrained(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(ModelFolderError, match="missing model.safetensors"):
+        Labeler.from_pretrained(broken)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_model, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelFolderError, match="corrupt weights"):
+        Labeler.from_pretrained(corrupt)
+    (corrupt / "config.json").write_text("{not json")
+    with pytest.raises(ModelFolderError, match="corrupt config"):
+        Labeler.from_pretrained(corrupt)
+    other = Codebook.from_dict({"stance_values": ["favor", "against", "none"], "actors": [{"id": "x"}]})
+    with pytest.raises(ModelFolderError, match="does not match the model"):
+        Labeler.from_pretrained(tiny_model, codebook=other)
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_model, edited)
+    text = (edited / "codebook.yaml").read_text().replace("id: west", "id: europe")
+    (edited / "codebook.yaml").write_text(text)
+    with pytest.raises(ModelFolderError, match="codebook was changed after training"):
+        Labeler.from_pretrained(edited)
+
+
+def test_cli_errors_are_messages_not_tracebacks(tiny_model, tmp_path, capsys):
+    from stance.cli import main
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "1", "text": "x", "stance": {"putin": "maybe"}}])
+    assert main(["train", "--train", str(bad), "--dev", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1: illegal stance value 'maybe'" in err and "Traceback" not in err
+    assert main(["evaluate", "--model", str(tmp_path / "none"), "--data", str(bad)]) == 2
+    assert "model folder not found" in capsys.readouterr().err
+    assert main(["train", "--train", str(bad), "--dev", str(bad), "--out", str(tiny_model)]) == 2
+    assert "use --force" in capsys.readouterr().err
+
+
+def test_evaluate_model_and_predictions(tiny_model, tiny_data, tmp_path, capsys):
+    from stance.cli import main
+
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--model", str(tiny_model), "--data", str(tiny_data["dev"]), "--n-boot", "50",
+                 "--json-out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    scores = json.loads(out.read_text())
+    assert scores["n_paragraphs"] == 32 and "frames_macro_f1" in scores
+    assert f"{scores['frames_macro_f1']['value']:.3f}" in printed
+    # a predictions file equal to the gold scores perfectly
+    assert main(["evaluate", "--pred", str(tiny_data["dev"]), "--gold", str(tiny_data["dev"]), "--n-boot", "20",
+                 "--json-out", str(out)]) == 0
+    perfect = json.loads(out.read_text())
+    assert perfect["stance_macro_f1"]["value"] == 1.0 and perfect["reference_f1"]["value"] == 1.0
+
+
+def test_a_researchers_codebook_trains_without_code_changes(tmp_path):
+    from stance.train import TrainConfig, train_to_folder
+
+    cb = Codebook.from_dict({"name": "mine", "stance_values": ["favor", "against", "none"],
+                             "actors": [{"id": "nato", "name": "NATO", "aliases": ["NATO", "the alliance"]}],
+                             "frames": [{"id": "war", "name": "War"}]})
+    rows = []
+    for i in range(24):
+        v = ["favor", "against", "none"][i % 3]
+        text = {"favor": "NATO was praised for a wise decision.", "against": "NATO was condemned for a failure.",
+                "none": "NATO met on Tuesday."}[v]
+        rows.append({"id": str(i), "text": text, "stance": {"nato": v}, "frames": ["war"] if i % 2 else []})
+    path = write_jsonl(tmp_path / "mine.jsonl", rows)
+    out = train_to_folder([path], [path], tmp_path / "m", cb,
+                          TrainConfig(epochs=1, base="random", encoder_config=TINY_ENCODER, lora_r=2, progress=False),
+                          n_boot=10, log=lambda m: None)
+    df = Labeler.from_pretrained(out).label(["NATO was praised."])
+    assert {"stance_nato", "p_nato_favor", "p_nato_against", "p_nato_none", "frame_war"} <= set(df.columns)
