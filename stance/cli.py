@@ -147,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baselines)
 
     from .labeling import add_label_parser
+    from .annotation_cli import add_annotation_parsers
 
     add_label_parser(sub)
+    add_annotation_parsers(sub)
     return parser
 
 

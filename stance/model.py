@@ -30,6 +30,7 @@ def load_encoder(config: ModelConfig) -> nn.Module:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a per-load bar is noise in a labelling job's log
     if config.base == "random":
         return BertModel(BertConfig(**(config.encoder_config or {})), add_pooling_layer=False)
     return AutoModel.from_pretrained(str(base_path(config.base)), local_files_only=True,
