@@ -188,7 +188,7 @@ class ImportResult:
         return out
 
     def summary(self) -> str:
-        per = ", ".join(f"{a} {n}" for a, n in sorted(self.annotators().items()))
+        per = ", ".join(f"{a}: {n}" for a, n in sorted(self.annotators().items()))
         parts = [f"imported {len(self.records)} annotation(s) from {self.tool}"
                  + (f" by {len(self.annotators())} annotator(s) ({per})" if self.records else "")]
         names = {"rejected": "rejected answer(s) dropped", "ignored": "ignored answer(s) dropped",
@@ -270,10 +270,10 @@ class _Importer:
         stance[actor] = value
         return True
 
-    def add_frame(self, frames: list, raw, where: str, what: str = "frame") -> bool:
+    def add_frame(self, frames: list, raw, where: str, what: str = "frame", context: str = "") -> bool:
         frame = self.look.frame(raw)
         if frame is None:
-            self.problem(f"{where}: unknown {what} {raw!r} (codebook frames: {self.look.list('frames')})")
+            self.problem(f"{where}: unknown {what} {raw!r}{context} (codebook frames: {self.look.list('frames')})")
             return False
         if frame not in frames:
             frames.append(frame)
@@ -290,7 +290,7 @@ class _Importer:
             head, _, tail = label.partition(":")
             actor = self.look.actor(head)
             if head.strip().lower() == FRAME_PREFIX and actor is None:
-                ok &= self.add_frame(frames, tail, where, what=f"frame in label {label!r}:")
+                ok &= self.add_frame(frames, tail, where, context=f" in label {label!r}")
             elif actor is None:
                 self.problem(f"{where}: unknown actor {head!r} in label {label!r} "
                              f"(codebook actors: {self.look.list('actors')})")
@@ -663,6 +663,13 @@ def carried_data(row: dict) -> dict:
             continue
         if re.match(r"^(stance_|frame_|p_)", k) or k in ("windows", "english"):
             continue
+        if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+            try:  # numpy scalars from Parquet inputs
+                v = v.item()
+            except (TypeError, ValueError):
+                pass
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None  # a missing cell of a table
         if _scalar(v) or isinstance(v, (list, dict)):
             out[k] = v if _scalar(v) else json.loads(dumps(v))
         else:
@@ -939,9 +946,10 @@ class AgreementReport:
             cells += [_num(r["kappa"][p][name]) for p in pairs]
             lines.append(cells)
         widths = [max(len(str(row[k])) for row in [head] + lines) for k in range(len(head))]
-        fmt = lambda row: "  ".join(  # noqa: E731
-            str(c).ljust(w) if k == 0 else str(c).rjust(w) if k != 2 else str(c).ljust(w)
-            for k, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+        def fmt(row) -> str:  # names and intervals left-aligned, numbers right-aligned
+            return "  ".join(str(c).ljust(w) if k in (0, 2) else str(c).rjust(w)
+                             for k, (c, w) in enumerate(zip(row, widths))).rstrip()
         title = (f"Krippendorff's alpha (nominal) and Cohen's kappa: {len(self.coders)} coders "
                  f"({', '.join(self.coders)}) on {r['n']} paragraphs in {self.n_documents} documents; "
                  f"intervals from {r.get('n_boot', '?')} bootstrap replicates by document")

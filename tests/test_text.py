@@ -39,7 +39,7 @@ def test_references_find_aliases_spellings_and_possessives(codebook):
     refs = find_references(text, codebook)
     spans = {a: [text[s:e] for s, e in v] for a, v in refs.items()}
     assert "Zelenskyy" in spans["ukraine"] and "Kyiv" in spans["ukraine"]
-    assert spans["putin"] == ["Putin's", "the Kremlin chief's"]
+    assert spans["putin"] == ["Mr Putin's", "the Kremlin chief's"]
     assert spans["west"] == ["the US"]  # "us" in "helped us" is not the United States
     assert spans["trump"] == ["Trump's"]
     assert spans["russia"] == []  # "Kremlin chief" is Putin, not a separate mention of the state
