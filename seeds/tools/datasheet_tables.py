@@ -64,25 +64,38 @@ def _stance_share(rs, codebook):
     return " / ".join(f"{c[v] / n:.0%}" for v in ("favor", "against", "neutral"))
 
 
+def _reviewed(records, folder: Path):
+    """Pass A with the reference review's changes applied."""
+    changes = [json.loads(x) for x in (folder / "reference_review.jsonl").read_text().splitlines()]
+    by_id = {r.id: r for r in records}
+    for c in changes:
+        by_id[c["id"]].stance[c["actor"]] = c["new"]
+    return records
+
+
 def agreement_table(codebook: Codebook) -> str:
     folder = SEEDS / "agreement"
-    a = read_records(folder / "pass_a.jsonl", codebook)
+    raw = read_records(folder / "pass_a.jsonl", codebook)
+    a = _reviewed(read_records(folder / "pass_a.jsonl", codebook), folder)
     b = read_records(folder / "pass_b.jsonl", codebook)
     split_of = {}
     for name in ("train", "dev", "test"):
         for r in read_records(SEEDS / "corpus" / f"{name}.jsonl", codebook):
             split_of[r.id] = name
+    before = agreement([raw, b], codebook, n_boot=1000, seed=0)
     result = agreement([a, b], codebook, n_boot=1000, seed=0)
     by_split = {}
     for name in ("train", "dev", "test"):
         ids = {i for i, s in split_of.items() if s == name}
         by_split[name] = agreement([[r for r in a if r.id in ids], [r for r in b if r.id in ids]], codebook, n_boot=0)
-    lines = [f"Paragraphs labelled by both passes: {result['n']}.", "",
-             "| measure | alpha [95% interval] | kappa | train | dev | test |", "|---|---|---|---|---|---|"]
+    adjudicated = len((folder / "adjudication.jsonl").read_text().splitlines())
+    lines = [f"Paragraphs labelled by both passes: {result['n']}; fields adjudicated: {adjudicated}.", "",
+             "| measure | alpha, raw pass A vs pass B [95% interval] | alpha, reviewed pass A vs pass B [95% interval] "
+             "| kappa (reviewed) | alpha train | alpha dev | alpha test |", "|---|---|---|---|---|---|---|"]
     for key, fig in result["alpha"].items():
         kappa = result["kappa"]["0-1"].get(key)
         per = " | ".join(_v(by_split[s]["alpha"].get(key)) for s in ("train", "dev", "test"))
-        lines.append(f"| {key} | {_ci(fig)} | {kappa:.3f} | {per} |")
+        lines.append(f"| {key} | {_ci(before['alpha'][key])} | {_ci(fig)} | {kappa:.3f} | {per} |")
     return "\n".join(lines)
 
 
@@ -100,6 +113,6 @@ if __name__ == "__main__":
     cb = Codebook.load(SEEDS / "codebook.yaml")
     print("## Label distributions\n")
     print(distribution(cb))
-    print("\n## Agreement (pass A vs pass B, before adjudication)\n")
+    print("\n## Agreement (before adjudication)\n")
     print(agreement_table(cb))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -70,6 +71,53 @@ def choose_dev(docs: dict[str, list[dict]], share: float, seed: int) -> set[str]
     return chosen
 
 
+def _shingles(text: str, n: int = 5) -> set:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def near_duplicates(splits: dict[str, list[dict]], threshold: float = 0.3) -> list[tuple[str, str, float]]:
+    """Pairs of paragraphs in different splits sharing at least ``threshold`` of the shorter
+    one's word 5-grams (the same wire sentence reused, a quote retold in near-identical words)."""
+    split_of, grams, index = {}, {}, defaultdict(set)
+    for name, rows in splits.items():
+        for r in rows:
+            split_of[r["id"]] = name
+            grams[r["id"]] = _shingles(r["text"])
+            for g in grams[r["id"]]:
+                index[g].add(r["id"])
+    shared = Counter()
+    for ids in index.values():
+        ids = sorted(ids)
+        for i, a in enumerate(ids):
+            for b in ids[i + 1:]:
+                if split_of[a] != split_of[b]:
+                    shared[(a, b)] += 1
+    out = []
+    for (a, b), k in shared.items():
+        ratio = k / max(1, min(len(grams[a]), len(grams[b])))
+        if ratio >= threshold:
+            out.append((a, b, ratio))
+    return out
+
+
+def drop_leaks(splits: dict[str, list[dict]]) -> list[str]:
+    """Remove near-duplicates across splits, always from the larger split's side (train before
+    dev before test), and drop a document that falls below three paragraphs."""
+    rank = {"train": 0, "dev": 1, "test": 2}
+    split_of = {r["id"]: name for name, rows in splits.items() for r in rows}
+    dropped = set()
+    for a, b, _ in near_duplicates(splits):
+        dropped.add(a if rank[split_of[a]] < rank[split_of[b]] else b)
+    for name in splits:
+        rows = [r for r in splits[name] if r["id"] not in dropped]
+        sizes = Counter(r["doc_id"] for r in rows)
+        small = {d for d, n in sizes.items() if n < 3}
+        dropped |= {r["id"] for r in rows if r["doc_id"] in small}
+        splits[name] = [r for r in rows if r["doc_id"] not in small]
+    return sorted(dropped)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--main", nargs="+", required=True)
@@ -87,6 +135,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     splits = {"train": [r for r in main_rows if r["doc_id"] not in dev],
               "dev": [r for r in main_rows if r["doc_id"] in dev], "test": test_rows}
+    dropped = drop_leaks(splits)
+    print(f"dropped {len(dropped)} paragraphs that near-duplicate a paragraph of another split: {dropped}")
     for name, rows in splits.items():
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for r in rows:
