@@ -47,8 +47,9 @@ def cmd_train(args) -> int:
         raise StanceError(f"{out}: the folder exists and is not empty; use --force to overwrite")
     config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          lr_lora=args.lr, lr_heads=args.lr_heads, max_length=args.max_length,
-                         patience=args.patience, threads=args.threads,
-                         tune_thresholds=not args.no_threshold_tuning)
+                         patience=args.patience, threads=args.threads, lora_r=args.lora_r,
+                         lora_alpha=2.0 * args.lora_r,
+                         tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical)
     train_to_folder(args.train, args.dev, out, _codebook(args.codebook), config, test_paths=args.test or (),
                     baselines=not args.no_baselines, n_boot=args.n_boot,
                     command="stance " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -119,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=5e-4, help="learning rate of the LoRA adapters")
     p.add_argument("--lr-heads", type=float, default=2e-3)
     p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--lora-r", type=int, default=16, help="rank of the LoRA adapters (alpha = 2r)")
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--threads", type=int)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--no-threshold-tuning", action="store_true")
+    p.add_argument("--no-lexical", action="store_true", help="the encoder alone, without the TF-IDF side")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     p.set_defaults(func=cmd_train)
 

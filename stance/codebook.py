@@ -46,6 +46,12 @@ class Frame:
     not_: tuple[str, ...] = ()
 
 
+    @property
+    def query_text(self) -> str:
+        """The text the model encodes to describe this frame to the frame head."""
+        return " ".join([f"{self.name}.", self.definition, *self.signals]).strip()
+
+
 @dataclass(frozen=True)
 class StanceValue:
     id: str

@@ -8,15 +8,17 @@ from .data import Record, read_records
 from .metrics import score
 
 
-def predict_records(model, records: list[Record], batch_size: int = 32) -> list[dict]:
-    """Label records' texts with an in-memory torch model; predictions in the label format."""
+def predict_records(model, records: list[Record], batch_size: int = 32, lexical=None) -> list[dict]:
+    """Label records' texts with an in-memory torch model (and its lexical side, if any);
+    predictions in the label format."""
     from .encoding import ParagraphEncoder
     from .inference import Predictor, TorchBackend, decide
     from .model import tokenizer_file
 
     encoder = ParagraphEncoder(tokenizer_file(model.config), model.codebook,
                                max_length=model.config.max_length, overlap=model.config.overlap)
-    probs = Predictor(encoder, TorchBackend(model), batch_size).predict([r.text for r in records])
+    predictor = Predictor(encoder, TorchBackend(model), batch_size, lexical, model.config.lexical_weights)
+    probs = predictor.predict([r.text for r in records])
     stance, frames = decide(probs, model.codebook, model.config.thresholds)
     return [{"id": r.id, "doc_id": r.doc_id, "stance": s, "frames": f}
             for r, s, f in zip(records, stance, frames)]

@@ -37,6 +37,8 @@ class ModelConfig:
     head_hidden: int = 256
     head_dropout: float = 0.1
     thresholds: dict[str, float] = field(default_factory=dict)
+    # how much of the lexical model's probability is mixed in, per task (0: encoder alone)
+    lexical_weights: dict[str, float] = field(default_factory=dict)
     codebook_fingerprint: str = ""
     format_version: int = FORMAT_VERSION
 

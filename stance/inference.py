@@ -18,6 +18,7 @@ import numpy as np
 from .codebook import Codebook
 from .encoding import ParagraphEncoder, aggregate, length_sorted_batches
 from .errors import StanceError
+from .lexical import mix
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -63,10 +64,13 @@ class OnnxBackend:
 class Predictor:
     """Turns paragraph texts into aggregated probabilities with one backend."""
 
-    def __init__(self, encoder: ParagraphEncoder, backend, batch_size: int = 32):
+    def __init__(self, encoder: ParagraphEncoder, backend, batch_size: int = 32, lexical=None,
+                 lexical_weights: dict[str, float] | None = None):
         self.encoder = encoder
         self.backend = backend
         self.batch_size = batch_size
+        self.lexical = lexical
+        self.lexical_weights = lexical_weights or {}
 
     def predict(self, texts: list[str], progress=None) -> Probabilities:
         codebook = self.encoder.codebook
@@ -84,6 +88,10 @@ class Predictor:
             if progress is not None:
                 progress(len(idx))
         frames, stance, n_win = aggregate(windows, frame_p, stance_p, len(texts))
+        w_frames, w_stance = self.lexical_weights.get("frames", 0.0), self.lexical_weights.get("stance", 0.0)
+        if self.lexical is not None and (w_frames or w_stance):
+            lex_frames, lex_stance = self.lexical.predict(texts)
+            frames, stance = mix(frames, lex_frames, w_frames), mix(stance, lex_stance, w_stance)
         return Probabilities(frames, stance, n_win)
 
 

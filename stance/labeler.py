@@ -47,7 +47,10 @@ class Labeler:
         self.thresholds = dict(config.thresholds)
         self.encoder = ParagraphEncoder(tokenizer_file(config), codebook, max_length=config.max_length,
                                         overlap=config.overlap)
-        self.predictor = Predictor(self.encoder, backend, batch_size)
+        from .lexical import LexicalModel
+
+        self.predictor = Predictor(self.encoder, backend, batch_size, LexicalModel.load(folder, codebook),
+                                   config.lexical_weights)
         self.progress = progress
 
     @classmethod

@@ -41,7 +41,7 @@ from .codebook import Codebook
 from .errors import StanceError
 
 __all__ = ["score", "format_table", "krippendorff_alpha", "cohen_kappa", "agreement",
-           "disagreements"]
+           "disagreements", "calibration"]
 
 
 # -- record access ------------------------------------------------------------------------------
@@ -568,3 +568,43 @@ def disagreements(passes, codebook: Codebook) -> list[dict]:
             if len({repr(v) for v in values if v is not None}) > 1:
                 out.append({"id": rid, "doc_id": docs[rid], "field": name, "values": values})
     return out
+
+
+# -- calibration --------------------------------------------------------------------------------
+def calibration(probs, correct, n_bins: int = 10) -> dict:
+    """Reliability of predicted probabilities: equal-width bins and expected calibration error.
+
+    ``probs`` are probabilities in [0, 1] (of the predicted stance value, say, or of a frame being
+    present) and ``correct`` the matching 0/1 outcomes (the prediction was right, the frame is in
+    gold); both are flattened. Bins split [0, 1] into ``n_bins`` equal parts, ``[low, high)``
+    with 1.0 in the last bin. Returns a dict of numpy arrays ``edges`` (n_bins + 1), ``count``,
+    ``confidence`` (mean probability) and ``accuracy`` (mean outcome) per bin (NaN in an empty
+    bin), plus ``ece`` (the count-weighted mean of |accuracy - confidence| over the bins),
+    ``mce`` (the largest such gap over non-empty bins) and ``n``.
+    """
+    p = np.asarray(probs, dtype=float).ravel()
+    y = np.asarray(correct, dtype=float).ravel()
+    if p.shape != y.shape:
+        raise StanceError(f"calibration needs as many outcomes as probabilities, got {p.size} and {y.size}")
+    if p.size == 0:
+        raise StanceError("calibration needs at least one probability")
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise StanceError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise StanceError("probabilities must be finite and between 0 and 1")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise StanceError("outcomes must be 0/1 (or False/True)")
+    n_bins = int(n_bins)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(which, minlength=n_bins).astype(float)
+    conf_sum = np.bincount(which, weights=p, minlength=n_bins)
+    acc_sum = np.bincount(which, weights=y, minlength=n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        confidence = np.where(count > 0, conf_sum / count, np.nan)
+        accuracy = np.where(count > 0, acc_sum / count, np.nan)
+    gap = np.abs(accuracy - confidence)
+    filled = count > 0
+    return {"edges": edges, "count": count.astype(int), "confidence": confidence, "accuracy": accuracy,
+            "ece": float((count[filled] / p.size * gap[filled]).sum()), "mce": float(gap[filled].max()),
+            "n": int(p.size)}

@@ -99,7 +99,7 @@ def _masked_mean(h, mask):
 
 class StanceModel(nn.Module):
     def __init__(self, config: ModelConfig, codebook: Codebook, encoder: nn.Module | None = None,
-                 actor_vectors: torch.Tensor | None = None):
+                 actor_vectors: torch.Tensor | None = None, frame_vectors: torch.Tensor | None = None):
         super().__init__()
         self.config = config
         self.codebook = codebook
@@ -107,35 +107,57 @@ class StanceModel(nn.Module):
         hidden = self.encoder.config.hidden_size
         n_actors, n_values = len(codebook.actors), len(codebook.stance_values)
         n_frames = len(codebook.frames)
-        # actor_base: the encoded name + description of each actor (fixed); actor_delta: learned.
+        # *_base: the encoded name and description of each actor or frame (fixed); *_delta: learned.
+        # Starting from the description is what lets a researcher's new actor or frame train with
+        # no new architecture.
         self.register_buffer("actor_base", torch.zeros(n_actors, hidden) if actor_vectors is None
                              else actor_vectors.clone())
         self.actor_delta = nn.Parameter(torch.zeros(n_actors, hidden))
+        self.register_buffer("frame_base", torch.zeros(n_frames, hidden) if frame_vectors is None
+                             else frame_vectors.clone())
+        self.frame_delta = nn.Parameter(torch.zeros(n_frames, hidden))
         self.query = nn.Linear(hidden, hidden)
+        self.frame_query = nn.Linear(hidden, hidden)
         self.span_bias = nn.Parameter(torch.tensor(2.0))
         d = config.head_dropout
-        self.frame_head = nn.Sequential(nn.Dropout(d), nn.Linear(hidden, config.head_hidden), nn.GELU(),
-                                        nn.Dropout(d), nn.Linear(config.head_hidden, max(n_frames, 1)))
+        self.frame_head = nn.Sequential(nn.Dropout(d), nn.Linear(3 * hidden, config.head_hidden), nn.GELU(),
+                                        nn.Dropout(d), nn.Linear(config.head_hidden, 1))
+        self.frame_bias = nn.Parameter(torch.zeros(n_frames))
         self.stance_head = nn.Sequential(
             nn.Dropout(d), nn.Linear(4 * hidden + 2, config.head_hidden), nn.GELU(),
             nn.Dropout(d), nn.Linear(config.head_hidden, n_values))
         self.actor_value_bias = nn.Parameter(torch.zeros(n_actors, n_values))
         self.n_frames = n_frames
 
+    @staticmethod
+    def _attend(h, attention_mask, queries, bias=None):
+        """Each query's attention-weighted summary of the tokens: (B, Q, H)."""
+        scores = torch.einsum("bth,qh->bqt", h, queries) / math.sqrt(h.shape[-1])
+        if bias is not None:
+            scores = scores + bias
+        scores = scores.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4)
+        return torch.einsum("bqt,bth->bqh", torch.softmax(scores, dim=-1), h)
+
     # forward takes and returns plain tensors so that it exports to ONNX as one graph.
     def forward(self, input_ids, attention_mask, actor_mask):
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         paragraph = _masked_mean(h, attention_mask)  # (B, H)
-        frame_logits = self.frame_head(paragraph)[:, : self.n_frames]
+        b = input_ids.shape[0]
 
+        # frames: each frame looks for its own signals in the paragraph
+        frames = self.frame_base + self.frame_delta  # (F, H)
+        f = frames.shape[0]
+        frame_attended = self._attend(h, attention_mask, self.frame_query(frames))
+        frame_features = torch.cat([paragraph.unsqueeze(1).expand(b, f, -1), frame_attended,
+                                    frames.unsqueeze(0).expand(b, f, -1)], dim=-1)
+        frame_logits = self.frame_head(frame_features).squeeze(-1) + self.frame_bias
+
+        # stance: each actor looks at where it is named and at what the paragraph says about it
         actors = self.actor_base + self.actor_delta  # (A, H)
+        a = actors.shape[0]
         span_count = actor_mask.sum(-1)  # (B, A)
         span_mean = torch.einsum("bat,bth->bah", actor_mask, h) / span_count.clamp(min=1.0).unsqueeze(-1)
-        scores = torch.einsum("bth,ah->bat", h, self.query(actors)) / math.sqrt(h.shape[-1])
-        scores = scores + self.span_bias * actor_mask
-        scores = scores.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4)
-        attended = torch.einsum("bat,bth->bah", torch.softmax(scores, dim=-1), h)
-        b, a = actor_mask.shape[0], actors.shape[0]
+        attended = self._attend(h, attention_mask, self.query(actors), self.span_bias * actor_mask)
         features = torch.cat([
             paragraph.unsqueeze(1).expand(b, a, -1), span_mean, attended,
             actors.unsqueeze(0).expand(b, a, -1),
@@ -151,9 +173,10 @@ class StanceModel(nn.Module):
         config = config or ModelConfig()
         config.codebook_fingerprint = codebook.fingerprint()
         encoder = load_encoder(config)
-        vectors = encode_actor_descriptions(encoder, config, codebook)
+        actor_vectors = encode_descriptions(encoder, config, [a.query_text for a in codebook.actors])
+        frame_vectors = encode_descriptions(encoder, config, [f.query_text for f in codebook.frames])
         add_lora(encoder, config)
-        return cls(config, codebook, encoder, vectors)
+        return cls(config, codebook, encoder, actor_vectors, frame_vectors)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().contiguous() for k, v in self.state_dict().items()
@@ -204,14 +227,17 @@ def _is_trained_key(key: str) -> bool:
 
 
 @torch.no_grad()
-def encode_actor_descriptions(encoder: nn.Module, config: ModelConfig, codebook: Codebook) -> torch.Tensor:
-    """Mean-pooled base-encoder vectors of each actor's name and description."""
+def encode_descriptions(encoder: nn.Module, config: ModelConfig, texts: list[str]) -> torch.Tensor:
+    """Mean-pooled base-encoder vectors of actor or frame descriptions."""
+    hidden = encoder.config.hidden_size
+    if not texts:
+        return torch.zeros(0, hidden)
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_file(config)))
     tok.enable_truncation(128)
     tok.enable_padding(pad_id=0)
-    encs = tok.encode_batch([a.query_text for a in codebook.actors])
+    encs = tok.encode_batch(texts)
     ids = torch.tensor([e.ids for e in encs])
     mask = torch.tensor([e.attention_mask for e in encs])
     was_training = encoder.training

@@ -31,7 +31,10 @@ class TrainConfig:
     seed: int = 13
     patience: int = 2  # epochs without dev improvement before stopping
     class_weight_power: float = 0.5  # stance class weights = (1 / frequency) ** power
+    frame_pos_weight_power: float = 0.5  # frame positives weighted (negatives / positives) ** power
     frame_loss_weight: float = 1.0
+    lexical: bool = True  # fit the TF-IDF side and mix it in where dev says it helps
+    lexical_grid: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
     tune_thresholds: bool = True
     min_dev_positives: int = 25  # below this, a frame keeps the 0.5 threshold
     threshold_grid: tuple[float, ...] = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
@@ -46,6 +49,7 @@ class TrainConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["threshold_grid"] = list(self.threshold_grid)
+        d["lexical_grid"] = list(self.lexical_grid)
         return d
 
 
@@ -53,6 +57,7 @@ class TrainConfig:
 class TrainResult:
     model: object
     dev_scores: dict
+    lexical: object = None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -163,7 +168,12 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     warmup = max(1, int(config.warmup_ratio * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
-    bce = nn.BCEWithLogitsLoss()
+    # Frames are rare (about one paragraph in six each); weighting positives keeps recall from
+    # collapsing at the 0.5 threshold, the same role class weights play for stance.
+    positives = frame_y.sum(0)
+    pos_weight = torch.from_numpy(
+        ((len(frame_y) - positives) / np.maximum(positives, 1)).astype(np.float32) ** config.frame_pos_weight_power)
+    bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     dev_gold = [r.to_json() for r in dev_records]
     dev_frame_y = _targets(dev_records, codebook)[1] if dev_records else None
 
@@ -214,12 +224,46 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
+    lexical = None
+    if config.lexical and best_probs is not None:
+        lexical, best_probs = _mix_lexical(model, train_records, dev_records, best_probs, codebook, config, log)
     thresholds = {f: 0.5 for f in codebook.frame_ids}
     if best_probs is not None and codebook.frames:
         thresholds = tune_thresholds(best_probs.frames, dev_frame_y, codebook, config)
     model.config.thresholds = thresholds
-    return TrainResult(model=model, dev_scores={"primary": best}, history=history,
+    return TrainResult(model=model, dev_scores={"primary": best}, history=history, lexical=lexical,
                        seconds=time.time() - started)
+
+
+def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, config: TrainConfig, log):
+    """Fit the lexical side on train and choose, on dev, how much of it to mix in per task."""
+    from .inference import Probabilities, decide
+    from .lexical import LexicalModel, mix
+    from .metrics import score
+
+    lexical = LexicalModel.fit([r.text for r in train_records], [r.stance for r in train_records],
+                               [r.frames for r in train_records], codebook, seed=config.seed).rounded()
+    lex_frames, lex_stance = lexical.predict([r.text for r in dev_records])
+    gold = [r.to_json() for r in dev_records]
+
+    def dev_score(w_frames, w_stance):
+        probs = Probabilities(mix(deep.frames, lex_frames, w_frames), mix(deep.stance, lex_stance, w_stance),
+                              deep.windows)
+        stance, frames = decide(probs, codebook, {})
+        s = score(gold, [{"id": r.id, "stance": st, "frames": fr} for r, st, fr in zip(dev_records, stance, frames)],
+                  codebook, n_boot=0)
+        frame_part = s["frames_macro_f1"]["value"] if s.get("frames_macro_f1") else 0.0
+        stance_part = np.mean([s[k]["value"] for k in ("stance_macro_f1", "reference_f1") if s.get(k)])
+        return frame_part, stance_part
+
+    w_frames = max(config.lexical_grid, key=lambda w: (round(dev_score(w, 0.0)[0], 4), -w)) if codebook.frames else 0.0
+    w_stance = max(config.lexical_grid, key=lambda w: (round(dev_score(0.0, w)[1], 4), -w))
+    model.config.lexical_weights = {"frames": float(w_frames), "stance": float(w_stance)}
+    log(f"lexical mix chosen on dev: frames {w_frames}, stance {w_stance}")
+    if not (w_frames or w_stance):
+        return None, deep
+    return lexical, Probabilities(mix(deep.frames, lex_frames, w_frames), mix(deep.stance, lex_stance, w_stance),
+                                  deep.windows)
 
 
 def primary_score(scores: dict) -> float:
@@ -267,14 +311,21 @@ def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
     result = train(train_records, dev_records, codebook, config, log=log)
     out = Path(out)
     result.model.save_pretrained(out)
+    if result.lexical is not None:
+        result.lexical.save(out)
+    else:
+        from .lexical import VOCAB_FILE, WEIGHTS_FILE
+
+        for name in (VOCAB_FILE, WEIGHTS_FILE):  # a stale lexical side from an earlier run
+            (out / name).unlink(missing_ok=True)
 
     evaluations = {}
     for split, records in (("dev split", dev_records), ("test split", test_records)):
         if not records:
             continue
         gold = [r.to_json() for r in records]
-        systems = {"this model": score(gold, predict_records(result.model, records), codebook,
-                                       n_boot=n_boot, seed=config.seed)}
+        systems = {"this model": score(gold, predict_records(result.model, records, lexical=result.lexical),
+                                       codebook, n_boot=n_boot, seed=config.seed)}
         if baselines:
             systems.update(run_baselines(train_records, records, codebook, n_boot=n_boot, seed=config.seed))
         evaluations[split] = systems

@@ -37,6 +37,11 @@ def test_save_and_load_round_trip_gives_identical_predictions(tiny_model, tmp_pa
     first = Labeler.from_pretrained(tiny_model).label(texts)
     model = StanceModel.from_pretrained(tiny_model)
     model.save_pretrained(tmp_path / "copy")
+    from stance.lexical import LexicalModel
+
+    lexical = LexicalModel.load(tiny_model, model.codebook)
+    if lexical is not None:  # the lexical side is saved beside the network
+        lexical.save(tmp_path / "copy")
     second = Labeler.from_pretrained(tmp_path / "copy").label(texts)
     prob_cols = [c for c in first.columns if c.startswith("p_")]
     np.testing.assert_allclose(first[prob_cols].to_numpy(float), second[prob_cols].to_numpy(float), atol=1e-6)
