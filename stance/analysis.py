@@ -52,16 +52,20 @@ def group_means(df, columns, by=None, doc_col: str = "doc_id", n_boot: int = 100
     if not columns:
         raise StanceError("group_means needs at least one column")
     try:
-        values = df[columns].astype(float)
+        values = df[columns].astype(float).to_numpy()
     except (TypeError, ValueError) as e:
         raise StanceError(f"group_means needs numeric columns: {e}") from None
 
     rows = []
-    groups = [((), df.index)] if not keys else [
-        ((k if isinstance(k, tuple) else (k,)), idx) for k, idx in df.groupby(keys, sort=True).groups.items()]
-    for key, idx in groups:
-        x = values.loc[idx].to_numpy()  # (N, C)
-        docs = df.loc[idx, doc_col].astype(str).tolist()
+    all_docs = df[doc_col].astype(str).to_numpy()
+    if keys:
+        grouped = df.groupby(keys, sort=True).indices  # group key -> row positions
+        groups = [(k if isinstance(k, tuple) else (k,), pos) for k, pos in grouped.items()]
+    else:
+        groups = [((), np.arange(len(df)))]
+    for key, pos in groups:
+        x = values[pos]  # (N, C)
+        docs = all_docs[pos].tolist()
         present = ~np.isnan(x)
         boot = _Boot(docs, n_boot, seed, ci)
         full, reps = boot.counts(np.stack([np.where(present, x, 0.0), present.astype(float)], axis=-1))

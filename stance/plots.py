@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_rgba
 
 __all__ = ["interval_dots", "interval_lines", "heatmap", "confusion_matrix", "confusion_grid",
            "pr_curve", "reliability_diagram"]
+
+_BLANK = "#eeeeee"  # cells without a value
 
 
 def _ax(ax, figsize):
@@ -47,7 +50,7 @@ def interval_dots(df, y: str, value: str = "value", low: str = "low", high: str 
         hi = sub[high].to_numpy(float) if high in sub else np.full(len(v), np.nan)
         ok = ~np.isnan(lo) & ~np.isnan(hi)
         ax.hlines(ys[ok], lo[ok], hi[ok], color=color, lw=2, alpha=0.8)
-        ax.plot(v, ys, "o", color=color, label=None if h is None else str(h))
+        ax.plot(v, ys, "o", color=color, label=None if h is None else str(h), clip_on=False, zorder=3)
     ax.set_yticks(range(len(cats)), [str(c) for c in cats])
     ax.set_ylim(len(cats) - 0.5, -0.5)
     if reference is not None:
@@ -103,8 +106,7 @@ def heatmap(data, ax=None, cmap: str = "RdBu", vmin: float | None = None, vmax: 
     frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data))
     values = frame.to_numpy(dtype=float)
     ax = _ax(ax, (1.0 + 0.9 * values.shape[1], 0.8 + 0.4 * values.shape[0]))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("#eeeeee")
+    cm = plt.get_cmap(cmap).with_extremes(bad=_BLANK)
     finite = values[np.isfinite(values)]
     vmin = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
     vmax = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
@@ -119,7 +121,7 @@ def heatmap(data, ax=None, cmap: str = "RdBu", vmin: float | None = None, vmax: 
                 s = text[i, j] if text is not None else ("" if not np.isfinite(v) else fmt.format(v))
                 if s is None or s == "":
                     continue
-                r, g, b, _ = im.cmap(im.norm(v)) if np.isfinite(v) else cm.get_bad()
+                r, g, b, _ = im.cmap(im.norm(v)) if np.isfinite(v) else to_rgba(_BLANK)
                 dark_cell = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
                 ax.text(j, i, s, ha="center", va="center", fontsize="small",
                         color="white" if dark_cell else "black")
@@ -196,7 +198,8 @@ def pr_curve(y_true, scores, threshold: float | None = None, ax=None, label: str
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize="small")
     if title:
         ax.set_title(title)
     return ax
