@@ -72,7 +72,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .codebook import Codebook
-from .data import ValidationError
+from .data import ValidationError, json_lines
 from .errors import StanceError
 
 IMPORT_FORMATS = ("labelstudio", "prodigy", "doccano", "csv")
@@ -240,14 +240,9 @@ class _Importer:
         text = self.text_of(path)
         if text is None:
             return
-        for n, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                self.problem(f"{where}: bad JSON: {e.msg} (column {e.colno})")
+        for _, where, obj, bad in json_lines(text.split("\n"), path):
+            if bad:
+                self.problem(bad)
                 continue
             if not isinstance(obj, dict):
                 self.problem(f"{where}: a line must be a JSON object, found {type(obj).__name__}")

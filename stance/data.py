@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .codebook import Codebook
 from .errors import StanceError
@@ -95,6 +95,19 @@ def _record(obj: dict, where: str) -> Record:
                   source=where)
 
 
+def json_lines(lines, path) -> Iterator[tuple[int, str, object, str | None]]:
+    """(line number, ``file:line``, parsed value, problem) for each non-blank line; a line that
+    is not JSON gives value None and a ``file:line: bad JSON`` problem."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            yield n, where, json.loads(line), None
+        except json.JSONDecodeError as e:
+            yield n, where, None, f"{where}: bad JSON: {e.msg} (column {e.colno})"
+
+
 def validate_file(path: str | Path, codebook: Codebook) -> tuple[list[Record], list[str]]:
     """Read an annotation JSONL file; return the good records and every problem found."""
     path = Path(path)
@@ -113,14 +126,9 @@ def validate_file(path: str | Path, codebook: Codebook) -> tuple[list[Record], l
     lines = content.splitlines()
     if not any(line.strip() for line in lines):
         return [], [f"{path}: the file is empty"]
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(f"{where}: bad JSON: {e.msg} (column {e.colno})")
+    for n, where, obj, bad in json_lines(lines, path):
+        if bad:
+            problems.append(bad)
             continue
         found = check_record(obj, codebook, where)
         if isinstance(obj, dict) and "id" in obj:
