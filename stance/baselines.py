@@ -34,7 +34,7 @@ class MajorityBaseline:
         self.codebook = codebook
 
     def fit(self, records: list[Record]) -> "MajorityBaseline":
-        self.stance = {a: Counter(r.stance[a] for r in records).most_common(1)[0][0]
+        self.stance = {a: _most_common([r.stance[a] for r in records if a in r.stance], self.codebook)
                        for a in self.codebook.actor_ids}
         self.frames = [f for f in self.codebook.frame_ids
                        if sum(f in r.frames for r in records) * 2 > len(records)]
@@ -43,6 +43,13 @@ class MajorityBaseline:
     def predict(self, texts: list[str], ids=None) -> list[dict]:
         ids = ids or list(range(len(texts)))
         return _predictions(ids, [dict(self.stance) for _ in texts], [list(self.frames) for _ in texts])
+
+
+def _most_common(values: list[str], codebook: Codebook) -> str:
+    """The commonest value; an actor no record annotates gets the absent (or first) value."""
+    if not values:
+        return codebook.absent_value or codebook.value_ids[0]
+    return Counter(values).most_common(1)[0][0]
 
 
 def _cue_words(phrases) -> set[str]:
@@ -69,7 +76,7 @@ class LexiconBaseline:
     def fit(self, records: list[Record]) -> "LexiconBaseline":
         # Nothing to learn but the fallback for a referred actor: the commonest present value.
         present = Counter(r.stance[a] for r in records for a in self.codebook.actor_ids
-                          if r.stance[a] in self.codebook.present_values)
+                          if r.stance.get(a) in self.codebook.present_values)
         self.fallback = present.most_common(1)[0][0] if present else self.codebook.value_ids[0]
         return self
 
@@ -81,7 +88,7 @@ class LexiconBaseline:
             stems = [w[:6] for w in re.findall(r"[a-z][a-z'-]{3,}", text.lower())]
             frames_out.append([f for f, cues in self.frame_cues.items()
                                if sum(s in cues for s in stems) >= self.min_frame_hits])
-            refs = find_references(text, cb)
+            refs = find_references(cb.normalize(text), cb)
             stance = {}
             for a in cb.actor_ids:
                 if cb.absent_value and not refs[a]:
@@ -96,7 +103,8 @@ class LexiconBaseline:
 
 
 class TfidfBaseline:
-    """Word 1-2-gram TF-IDF with one logistic regression per frame and per actor."""
+    """Word 1-2-gram TF-IDF with one logistic regression per frame and per actor (fitted on the
+    records that annotate the actor), on the text as the codebook's normalisation gives it."""
 
     name = "tfidf_lr"
 
@@ -109,7 +117,7 @@ class TfidfBaseline:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        texts = [r.text for r in records]
+        texts = [self.codebook.normalize(r.text) for r in records]
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
         X = self.vectorizer.fit_transform(texts)
         self.frame_models, self.stance_models = {}, {}
@@ -119,15 +127,16 @@ class TfidfBaseline:
                                                        random_state=self.seed).fit(X, y)
                                     if len(set(y)) > 1 else int(y[0]))
         for a in self.codebook.actor_ids:
-            y = np.array([r.stance[a] for r in records])
+            rows = [i for i, r in enumerate(records) if a in r.stance]
+            y = np.array([records[i].stance[a] for i in rows])
             self.stance_models[a] = (LogisticRegression(C=self.C, max_iter=2000, class_weight="balanced",
-                                                        random_state=self.seed).fit(X, y)
-                                     if len(set(y)) > 1 else str(y[0]))
+                                                        random_state=self.seed).fit(X[rows], y)
+                                     if len(set(y)) > 1 else _most_common(list(y), self.codebook))
         return self
 
     def predict(self, texts: list[str], ids=None) -> list[dict]:
         ids = ids or list(range(len(texts)))
-        X = self.vectorizer.transform(texts)
+        X = self.vectorizer.transform([self.codebook.normalize(t) for t in texts])
         frames_on = {f: (m.predict(X) if not isinstance(m, int) else np.full(len(texts), m))
                      for f, m in self.frame_models.items()}
         stance_by_actor = {a: (m.predict(X) if not isinstance(m, str) else np.full(len(texts), m))

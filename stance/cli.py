@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import StanceError
+from .train import SELECTION_METRICS
 
 
 def _codebook(path):
@@ -49,7 +50,9 @@ def cmd_train(args) -> int:
                          lr_lora=args.lr, lr_heads=args.lr_heads, max_length=args.max_length,
                          patience=args.patience, threads=args.threads, lora_r=args.lora_r,
                          lora_alpha=2.0 * args.lora_r,
-                         tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical)
+                         tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical,
+                         lexical_char_ngrams=tuple(args.char_ngrams) if args.char_ngrams else None,
+                         select_on=args.select_on)
     train_to_folder(args.train, args.dev, out, _codebook(args.codebook), config, test_paths=args.test or (),
                     baselines=not args.no_baselines, n_boot=args.n_boot,
                     command="stance " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -127,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--no-threshold-tuning", action="store_true")
     p.add_argument("--no-lexical", action="store_true", help="the encoder alone, without the TF-IDF side")
+    p.add_argument("--char-ngrams", type=int, nargs=2, metavar=("MIN", "MAX"),
+                   help="add character n-grams within words to the TF-IDF side (e.g. 2 5: short, noisy texts)")
+    p.add_argument("--select-on", default="primary", choices=SELECTION_METRICS,
+                   help="the dev figure for early stopping and the lexical mix (default: mean of frame "
+                        "macro-F1, stance macro-F1 and reference F1)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     p.set_defaults(func=cmd_train)
 

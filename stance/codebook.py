@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .errors import StanceError
+from .normalize import NORMALIZATIONS, normalize
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,11 @@ class Codebook:
     frames: tuple[Frame, ...]
     absent_value: str | None = None
     unit: str = ""
+    # "complete": every record gives a value for every actor. "partial": a record may leave an
+    # actor out (not annotated, as in datasets that label one target per text); training and
+    # scoring then skip that actor for that record.
+    annotation: str = "complete"
+    text_normalization: str = "none"  # see stance.normalize; applied in training and labelling
     source: str = field(default="<memory>", compare=False)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -91,6 +97,14 @@ class Codebook:
     def polar_values(self) -> list[str]:
         """favor/against, the two values SemEval's F_avg averages, when the codebook has them."""
         return [v for v in ("favor", "against") if v in self.value_ids]
+
+    @property
+    def partial(self) -> bool:
+        return self.annotation == "partial"
+
+    def normalize(self, text: str) -> str:
+        """The text as the model reads it (the codebook's ``text_normalization``)."""
+        return normalize(text, self.text_normalization)
 
     def actor(self, actor_id: str) -> Actor:
         for a in self.actors:
@@ -122,6 +136,8 @@ class Codebook:
             "unit": self.unit,
             "stance_values": [{"id": v.id, "definition": v.definition} for v in self.stance_values],
             "absent_value": self.absent_value,
+            "annotation": self.annotation,
+            "text_normalization": self.text_normalization,
             "actors": [
                 {"id": a.id, "name": a.name, "description": a.description, "aliases": list(a.aliases)}
                 for a in self.actors
@@ -146,7 +162,10 @@ class Codebook:
 
     def fingerprint(self) -> str:
         """A hash of what the model depends on: ids and order of actors, values and frames."""
-        key = json.dumps([self.actor_ids, self.value_ids, self.frame_ids, self.absent_value])
+        parts = [self.actor_ids, self.value_ids, self.frame_ids, self.absent_value]
+        if self.text_normalization != "none":  # the model reads normalised text
+            parts.append(self.text_normalization)
+        key = json.dumps(parts)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @classmethod
@@ -208,6 +227,13 @@ def _parse(data, source: str) -> Codebook:
         raise CodebookError(
             f"{source}: absent_value {absent!r} is not one of the stance values {sorted(seen)}"
         )
+    annotation = data.get("annotation", "complete")
+    if annotation not in ("complete", "partial"):
+        raise CodebookError(f"{source}: annotation must be 'complete' or 'partial', not {annotation!r}")
+    how = data.get("text_normalization", "none")
+    if how not in NORMALIZATIONS:
+        raise CodebookError(f"{source}: text_normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                            f"not {how!r}")
     actors, seen = [], set()
     for item in _items(data, "actors", source):
         if not isinstance(item, dict):
@@ -232,5 +258,7 @@ def _parse(data, source: str) -> Codebook:
         frames=tuple(frames),
         absent_value=absent,
         unit=str(data.get("unit", "")),
+        annotation=annotation,
+        text_normalization=how,
         source=source,
     )

@@ -67,8 +67,9 @@ def check_record(obj, codebook: Codebook, where: str) -> list[str]:
                     f"{where}: unknown actor {actor!r} (codebook actors: {', '.join(codebook.actor_ids)})"
                 )
         for actor in codebook.actor_ids:
-            if actor not in stance:
-                problems.append(f"{where}: missing actor {actor!r} in 'stance'")
+            if actor not in stance or (stance[actor] is None and codebook.partial):
+                if not codebook.partial:
+                    problems.append(f"{where}: missing actor {actor!r} in 'stance'")
             elif stance[actor] not in codebook.value_ids:
                 problems.append(
                     f"{where}: illegal stance value {stance[actor]!r} for actor {actor!r} "
@@ -90,8 +91,9 @@ def check_record(obj, codebook: Codebook, where: str) -> list[str]:
 def _record(obj: dict, where: str) -> Record:
     meta = {k: v for k, v in obj.items() if k not in ("id", "doc_id", "text", "stance", "frames")}
     rid = str(obj["id"])
+    # an actor left out or null (allowed by a partial-annotation codebook) is simply absent here
     return Record(id=rid, doc_id=str(obj.get("doc_id") or rid), text=obj["text"],
-                  stance=dict(obj["stance"]), frames=list(obj.get("frames", [])), meta=meta,
+                  stance={a: v for a, v in obj["stance"].items() if v is not None}, frames=list(obj.get("frames", [])), meta=meta,
                   source=where)
 
 
@@ -213,7 +215,7 @@ def to_hf_dataset(records: list[Record], codebook: Codebook):
         rows["doc_id"].append(r.doc_id)
         rows["text"].append(r.text)
         for a in codebook.actor_ids:
-            rows[f"stance_{a}"].append(r.stance[a])
+            rows[f"stance_{a}"].append(r.stance.get(a))  # None: not annotated
         for f in codebook.frame_ids:
             rows[f"frame_{f}"].append(int(f in r.frames))
     return Dataset.from_dict(rows)

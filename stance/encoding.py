@@ -47,7 +47,9 @@ class ParagraphEncoder:
         self.pad_id = vocab.get("[PAD]", 0)
 
     def encode(self, texts: list[str], max_windows: int | None = None) -> list[Window]:
-        """Windows for each text, in order; ``max_windows=1`` keeps only the first (training)."""
+        """Windows for each text, in order; ``max_windows=1`` keeps only the first (training).
+        Texts are read as the codebook's ``text_normalization`` says."""
+        texts = [self.codebook.normalize(t) for t in texts]
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         n_actors = len(self.codebook.actors)
         body = self.max_length - 2

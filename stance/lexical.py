@@ -24,37 +24,72 @@ WEIGHTS_FILE = "lexical.safetensors"
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
+_WHITESPACE = re.compile(r"\s\s+")
+
+
+def word_grams(text: str) -> list[str]:
+    """Unigrams and bigrams as ``TfidfVectorizer(ngram_range=(1, 2))`` makes them."""
+    tokens = _TOKEN.findall(text.lower())
+    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+
+
+def char_grams(text: str, low: int, high: int) -> list[str]:
+    """Character n-grams inside word boundaries, as ``TfidfVectorizer(analyzer="char_wb")``
+    makes them: each word padded with one space, a word shorter than n counted once."""
+    grams = []
+    for w in _WHITESPACE.sub(" ", text.lower()).split():
+        w = f" {w} "
+        for n in range(low, high + 1):
+            offset = 0
+            grams.append(w[:n])
+            while offset + n < len(w):
+                offset += 1
+                grams.append(w[offset:offset + n])
+            if offset == 0:
+                break
+    return grams
+
+
 class LexicalModel:
-    def __init__(self, codebook: Codebook, vocabulary: dict[str, int], idf: np.ndarray,
+    """``blocks`` are (analyzer, vocabulary, idf): word 1-2-grams, and optionally character
+    n-grams, each block L2-normalised on its own and the blocks side by side (as ``hstack`` of
+    two vectorizers); the coefficients run over all blocks' columns."""
+
+    def __init__(self, codebook: Codebook, blocks: list[tuple[str, dict[str, int], np.ndarray]],
                  frame_coef: np.ndarray, frame_intercept: np.ndarray,
                  stance_coef: np.ndarray, stance_intercept: np.ndarray):
         self.codebook = codebook
-        self.vocabulary = vocabulary
-        self.idf = idf.astype(np.float32)
+        self.blocks = [(kind, vocab, idf.astype(np.float32)) for kind, vocab, idf in blocks]
         self.frame_coef = frame_coef.astype(np.float32)  # (F, V)
         self.frame_intercept = frame_intercept.astype(np.float32)  # (F,)
         self.stance_coef = stance_coef.astype(np.float32)  # (A, values, V)
         self.stance_intercept = stance_intercept.astype(np.float32)  # (A, values); -inf for unseen values
 
+    @property
+    def n_features(self) -> int:
+        return sum(len(vocab) for _, vocab, _ in self.blocks)
+
     # -- features -------------------------------------------------------------------------
     def features(self, texts: list[str]) -> np.ndarray:
-        """Dense TF-IDF rows (n, V), L2-normalised, as TfidfVectorizer(ngram_range=(1, 2),
-        sublinear_tf=True) would give with this vocabulary and idf."""
-        X = np.zeros((len(texts), len(self.vocabulary)), dtype=np.float32)
+        """Dense TF-IDF rows (n, V) with sublinear term frequency, idf and a unit L2 norm per
+        block, as the fitted ``TfidfVectorizer``s give with these vocabularies and idf."""
+        X = np.zeros((len(texts), self.n_features), dtype=np.float32)
         for i, text in enumerate(texts):
-            counts: dict[int, int] = {}
-            tokens = _TOKEN.findall(text.lower())
-            grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
-            for g in grams:
-                j = self.vocabulary.get(g)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            if not counts:
-                continue
-            idx = np.fromiter(counts.keys(), dtype=np.int64)
-            tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32))
-            vals = tf * self.idf[idx]
-            X[i, idx] = vals / math.sqrt(float((vals ** 2).sum()))
+            text = self.codebook.normalize(text)
+            start = 0
+            for kind, vocab, idf in self.blocks:
+                grams = word_grams(text) if kind == "word" else char_grams(text, *_char_range(kind))
+                counts: dict[int, int] = {}
+                for g in grams:
+                    j = vocab.get(g)
+                    if j is not None:
+                        counts[j] = counts.get(j, 0) + 1
+                if counts:
+                    idx = np.fromiter(counts.keys(), dtype=np.int64)
+                    tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32))
+                    vals = tf * idf[idx]
+                    X[i, start + idx] = vals / math.sqrt(float((vals ** 2).sum()))
+                start += len(vocab)
         return X
 
     def predict(self, texts: list[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -76,12 +111,21 @@ class LexicalModel:
     # -- fitting ----------------------------------------------------------------------------
     @classmethod
     def fit(cls, texts: list[str], stance: list[dict[str, str]], frames: list[list[str]], codebook: Codebook,
-            C: float = 4.0, seed: int = 0) -> "LexicalModel":
+            C: float = 4.0, seed: int = 0, char_ngrams: tuple[int, int] | None = None) -> "LexicalModel":
+        """Fit on training texts. ``char_ngrams=(2, 5)`` adds character n-grams within words,
+        which carry spellings, hashtags and word parts in short or noisy texts. An actor a record
+        leaves out (partial annotation) is fitted on the records that annotate it."""
+        from scipy.sparse import hstack
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-        X = vectorizer.fit_transform(texts)
+        texts = [codebook.normalize(t) for t in texts]
+        vectorizers = [("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True))]
+        if char_ngrams:
+            low, high = char_ngrams
+            vectorizers.append((f"char_wb:{low}-{high}", TfidfVectorizer(
+                analyzer="char_wb", ngram_range=(low, high), min_df=2, sublinear_tf=True)))
+        X = hstack([v.fit_transform(texts) for _, v in vectorizers]).tocsr()
         V = X.shape[1]
         values = codebook.value_ids
         frame_coef = np.zeros((len(codebook.frames), V))
@@ -96,32 +140,38 @@ class LexicalModel:
         stance_coef = np.zeros((len(codebook.actors), len(values), V))
         stance_intercept = np.full((len(codebook.actors), len(values)), -1e4)
         for a, actor in enumerate(codebook.actor_ids):
-            y = np.array([s[actor] for s in stance])
+            rows = [i for i, s in enumerate(stance) if actor in s]
+            y = np.array([stance[i][actor] for i in rows])
             seen = sorted(set(y), key=values.index)
+            if not seen:  # annotated nowhere: no lexical opinion (uniform), the encoder decides
+                stance_intercept[a] = 0.0
+                continue
             if len(seen) < 2:
                 stance_intercept[a, values.index(seen[0])] = 0.0
                 continue
-            lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced", random_state=seed).fit(X, y)
+            lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced",
+                                    random_state=seed).fit(X[rows], y)
             classes = list(lr.classes_)
             if len(classes) == 2:  # binary LR keeps one row: the second class against the first
-                rows = {classes[1]: (lr.coef_[0], lr.intercept_[0]), classes[0]: (np.zeros(V), 0.0)}
+                rows_ = {classes[1]: (lr.coef_[0], lr.intercept_[0]), classes[0]: (np.zeros(V), 0.0)}
             else:
-                rows = {c: (lr.coef_[i], lr.intercept_[i]) for i, c in enumerate(classes)}
-            for c, (coef, b) in rows.items():
+                rows_ = {c: (lr.coef_[i], lr.intercept_[i]) for i, c in enumerate(classes)}
+            for c, (coef, b) in rows_.items():
                 stance_coef[a, values.index(c)] = coef
                 stance_intercept[a, values.index(c)] = b
-        vocab = {t: int(i) for t, i in vectorizer.vocabulary_.items()}
-        return cls(codebook, vocab, vectorizer.idf_, frame_coef, frame_intercept, stance_coef, stance_intercept)
+        blocks = [(kind, {t: int(i) for t, i in v.vocabulary_.items()}, v.idf_) for kind, v in vectorizers]
+        return cls(codebook, blocks, frame_coef, frame_intercept, stance_coef, stance_intercept)
 
     # -- storage ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         from safetensors.numpy import save_file
 
         folder = Path(folder)
-        terms = sorted(self.vocabulary, key=self.vocabulary.get)
-        (folder / VOCAB_FILE).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        blocks = [{"analyzer": kind, "terms": sorted(vocab, key=vocab.get)} for kind, vocab, _ in self.blocks]
+        (folder / VOCAB_FILE).write_text(json.dumps({"blocks": blocks}, ensure_ascii=False), encoding="utf-8")
         # fp16 halves the file; the mixing weight is tuned on these rounded values
-        save_file({"idf": self.idf, "frame_coef": self.frame_coef.astype(np.float16),
+        tensors = {f"idf_{k}": idf for k, (_, _, idf) in enumerate(self.blocks)}
+        save_file({**tensors, "frame_coef": self.frame_coef.astype(np.float16),
                    "frame_intercept": self.frame_intercept,
                    "stance_coef": self.stance_coef.astype(np.float16),
                    "stance_intercept": self.stance_intercept}, str(folder / WEIGHTS_FILE))
@@ -133,16 +183,26 @@ class LexicalModel:
         folder = Path(folder)
         if not (folder / WEIGHTS_FILE).exists():
             return None
-        terms = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+        saved = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
         w = load_file(str(folder / WEIGHTS_FILE))
-        return cls(codebook, {t: i for i, t in enumerate(terms)}, w["idf"], w["frame_coef"].astype(np.float32),
+        if isinstance(saved, list):  # written before character n-grams: one word block
+            blocks = [("word", {t: i for i, t in enumerate(saved)}, w["idf"])]
+        else:
+            blocks = [(b["analyzer"], {t: i for i, t in enumerate(b["terms"])}, w[f"idf_{k}"])
+                      for k, b in enumerate(saved["blocks"])]
+        return cls(codebook, blocks, w["frame_coef"].astype(np.float32),
                    w["frame_intercept"], w["stance_coef"].astype(np.float32), w["stance_intercept"])
 
     def rounded(self) -> "LexicalModel":
         """The model as it will be after save and load (fp16 weights), for tuning the mix."""
-        return LexicalModel(self.codebook, self.vocabulary, self.idf,
+        return LexicalModel(self.codebook, self.blocks,
                             self.frame_coef.astype(np.float16).astype(np.float32), self.frame_intercept,
                             self.stance_coef.astype(np.float16).astype(np.float32), self.stance_intercept)
+
+
+def _char_range(kind: str) -> tuple[int, int]:
+    low, high = kind.split(":")[1].split("-")
+    return int(low), int(high)
 
 
 def mix(deep: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:

@@ -203,12 +203,15 @@ def score(gold, pred, codebook: Codebook, n_boot: int = 1000, seed: int = 0,
     # -- encode labels ------------------------------------------------------------------------
     value_index = {v: k for k, v in enumerate(values)}
 
-    def encode_stance(records, what):
+    def encode_stance(records, what, partial=False):
         out = np.zeros((n, len(actors)), dtype=int)
         for row, r in enumerate(records):
             st = _stance(r)
             for col, a in enumerate(actors):
                 v = st.get(a)
+                if v is None and partial:  # not annotated: left out of every stance figure
+                    out[row, col] = -1
+                    continue
                 if v not in value_index:
                     problem = "no value" if v is None else f"the value {v!r}, not one of {values}"
                     raise StanceError(f"{what} {ids[row]!r}: actor {a!r} has {problem}")
@@ -226,7 +229,8 @@ def score(gold, pred, codebook: Codebook, n_boot: int = 1000, seed: int = 0,
                 out[row, col_of[f]] = True
         return out
 
-    g_st, p_st = encode_stance(golds, "gold"), encode_stance(preds, "prediction")
+    g_st, p_st = encode_stance(golds, "gold", codebook.partial), encode_stance(preds, "prediction")
+    annotated = g_st >= 0  # (N, A); all True unless the codebook allows partial annotation
     g_fr, p_fr = encode_frames(golds, "gold"), encode_frames(preds, "prediction")
 
     result: dict = {"n_paragraphs": n, "n_documents": boot.n_docs, "n_boot": n_boot, "ci": ci}
@@ -250,9 +254,9 @@ def score(gold, pred, codebook: Codebook, n_boot: int = 1000, seed: int = 0,
     eval_values = [v for v in values if v != absent]  # present values, or all without absent
     eval_idx = np.array([value_index[v] for v in eval_values])
     if absent is None:
-        rows = np.ones_like(g_st, dtype=bool)
+        rows = annotated.copy()
     else:
-        rows = g_st != value_index[absent]  # (N, A) referenced paragraphs in gold
+        rows = annotated & (g_st != value_index[absent])  # (N, A) referenced paragraphs in gold
     g_is = g_st[:, :, None] == eval_idx  # (N, A, V)
     p_is = p_st[:, :, None] == eval_idx
     st_counts = _tp_fp_fn(g_is, p_is) & rows[:, :, None, None]  # (N, A, V, 3)
@@ -303,7 +307,8 @@ def score(gold, pred, codebook: Codebook, n_boot: int = 1000, seed: int = 0,
         result["reference_micro_f1"] = None
     else:
         a_idx = value_index[absent]
-        ref_full, ref_reps = boot.counts(_tp_fp_fn(g_st != a_idx, p_st != a_idx))  # (A, 3)
+        ref_counts = _tp_fp_fn(g_st != a_idx, p_st != a_idx) & annotated[:, :, None]
+        ref_full, ref_reps = boot.counts(ref_counts)  # (A, 3)
         rf_full, rf_reps = _prf(ref_full)[2], _prf(ref_reps)[2]
         result["reference"] = {a: {"f1": fig(rf_full[k], rf_reps[:, k])}
                                for k, a in enumerate(actors)}

@@ -20,6 +20,12 @@ from .data import Record
 from .encoding import ParagraphEncoder
 
 
+# Dev figures a run can be selected on: "primary" is the mean of frame macro-F1, stance macro-F1
+# and reference F1 (those the codebook has); the others are single figures of ``metrics.score``
+# (``stance_pooled_f_avg`` is SemEval-2016's official Task A measure).
+SELECTION_METRICS = ("primary", "stance_macro_f1", "stance_f_avg", "stance_pooled_f_avg", "frames_macro_f1")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 6
@@ -35,6 +41,8 @@ class TrainConfig:
     frame_loss_weight: float = 1.0
     lexical: bool = True  # fit the TF-IDF side and mix it in where dev says it helps
     lexical_grid: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
+    lexical_char_ngrams: tuple[int, int] | None = None  # e.g. (2, 5) for short, noisy texts
+    select_on: str = "primary"  # the dev figure for early stopping and the mix; see SELECTION_METRICS
     tune_thresholds: bool = True
     min_dev_positives: int = 25  # below this, a frame keeps the 0.5 threshold
     threshold_grid: tuple[float, ...] = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
@@ -50,7 +58,13 @@ class TrainConfig:
         d = asdict(self)
         d["threshold_grid"] = list(self.threshold_grid)
         d["lexical_grid"] = list(self.lexical_grid)
+        if self.lexical_char_ngrams:
+            d["lexical_char_ngrams"] = list(self.lexical_char_ngrams)
         return d
+
+    def __post_init__(self):
+        if self.select_on not in SELECTION_METRICS:
+            raise ValueError(f"select_on must be one of {', '.join(SELECTION_METRICS)}, not {self.select_on!r}")
 
 
 @dataclass
@@ -70,9 +84,13 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+NOT_ANNOTATED = -100  # an actor a record leaves out (partial annotation): no loss, no weight
+
+
 def _targets(records: list[Record], codebook: Codebook):
     values = {v: i for i, v in enumerate(codebook.value_ids)}
-    stance = np.array([[values[r.stance[a]] for a in codebook.actor_ids] for r in records], dtype=np.int64)
+    stance = np.array([[values[r.stance[a]] if a in r.stance else NOT_ANNOTATED for a in codebook.actor_ids]
+                       for r in records], dtype=np.int64).reshape(len(records), len(codebook.actor_ids))
     frames = np.array([[float(f in r.frames) for f in codebook.frame_ids] for r in records],
                       dtype=np.float32).reshape(len(records), len(codebook.frame_ids))
     return stance, frames
@@ -83,7 +101,10 @@ def class_weights(stance: np.ndarray, n_values: int, power: float) -> np.ndarray
     n_actors = stance.shape[1]
     w = np.ones((n_actors, n_values), dtype=np.float32)
     for a in range(n_actors):
-        counts = np.bincount(stance[:, a], minlength=n_values).astype(np.float64)
+        col = stance[:, a]
+        counts = np.bincount(col[col >= 0], minlength=n_values).astype(np.float64)
+        if not counts.sum():
+            continue
         freq = counts / counts.sum()
         seen = counts > 0
         w[a, seen] = (1.0 / freq[seen]) ** power
@@ -190,9 +211,11 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
             batch = {k: torch.from_numpy(v) for k, v in encoder.collate([windows[i] for i in idx]).items()}
             frame_logits, stance_logits = model(batch["input_ids"], batch["attention_mask"], batch["actor_mask"])
             y = torch.from_numpy(stance_y[idx])
-            ce = nn.functional.cross_entropy(stance_logits.reshape(-1, n_values), y.reshape(-1), reduction="none")
-            w = weights[torch.arange(n_actors).repeat(len(idx)), y.reshape(-1)]
-            loss = (ce * w).sum() / w.sum()
+            flat = y.reshape(-1)
+            ce = nn.functional.cross_entropy(stance_logits.reshape(-1, n_values), flat, reduction="none",
+                                             ignore_index=NOT_ANNOTATED)
+            w = weights[torch.arange(n_actors).repeat(len(idx)), flat.clamp(min=0)] * (flat >= 0)
+            loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
             if codebook.frames:
                 loss = loss + config.frame_loss_weight * bce(frame_logits, torch.from_numpy(frame_y[idx]))
             optimizer.zero_grad()
@@ -210,7 +233,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
             stance, frames = decide(probs, codebook, {})
             pred = [{"id": r.id, "stance": s, "frames": f} for r, s, f in zip(dev_records, stance, frames)]
             dev = score(dev_gold, pred, codebook, n_boot=0)
-            entry.update(dev_primary=primary_score(dev), **_headline(dev))
+            entry.update(dev_primary=selection_score(dev, config.select_on), **_headline(dev))
             if entry["dev_primary"] > best + 1e-4:
                 best, bad_epochs, best_probs = entry["dev_primary"], 0, probs
                 best_state = {k: v.detach().clone() for k, v in model.trainable_state().items()}
@@ -242,7 +265,8 @@ def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, co
     from .metrics import score
 
     lexical = LexicalModel.fit([r.text for r in train_records], [r.stance for r in train_records],
-                               [r.frames for r in train_records], codebook, seed=config.seed).rounded()
+                               [r.frames for r in train_records], codebook, seed=config.seed,
+                               char_ngrams=config.lexical_char_ngrams).rounded()
     lex_frames, lex_stance = lexical.predict([r.text for r in dev_records])
     gold = [r.to_json() for r in dev_records]
 
@@ -253,6 +277,8 @@ def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, co
         s = score(gold, [{"id": r.id, "stance": st, "frames": fr} for r, st, fr in zip(dev_records, stance, frames)],
                   codebook, n_boot=0)
         frame_part = s["frames_macro_f1"]["value"] if s.get("frames_macro_f1") else 0.0
+        if config.select_on.startswith("stance_"):
+            return frame_part, selection_score(s, config.select_on)
         stance_part = np.mean([s[k]["value"] for k in ("stance_macro_f1", "reference_f1") if s.get(k)])
         return frame_part, stance_part
 
@@ -270,15 +296,23 @@ def primary_score(scores: dict) -> float:
     """One number to select models by: the mean of frame macro-F1, stance macro-F1 over actors
     and reference-detection F1, over those the codebook has."""
     parts = [scores[k]["value"] for k in ("frames_macro_f1", "stance_macro_f1", "reference_f1")
-             if scores.get(k) is not None]
+             if scores.get(k) is not None and scores[k].get("value") is not None]
     return float(np.mean(parts)) if parts else 0.0
+
+
+def selection_score(scores: dict, metric: str = "primary") -> float:
+    """The dev figure named by ``TrainConfig.select_on``."""
+    if metric == "primary":
+        return primary_score(scores)
+    figure = scores.get(metric)
+    return float(figure["value"]) if figure and figure.get("value") is not None else 0.0
 
 
 def _headline(scores: dict) -> dict:
     out = {}
     for key, name in (("frames_macro_f1", "dev_frames_f1"), ("stance_macro_f1", "dev_stance_f1"),
                       ("reference_f1", "dev_reference_f1")):
-        if scores.get(key) is not None:
+        if scores.get(key) is not None and scores[key].get("value") is not None:
             out[name] = scores[key]["value"]
     return out
 

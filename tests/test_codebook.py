@@ -57,3 +57,34 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("actors: [unclosed", encoding="utf-8")
     with pytest.raises(CodebookError, match="bad.yaml: not a readable YAML"):
         Codebook.load(bad)
+
+
+def test_partial_annotation_and_text_normalization_options(tmp_path):
+    base = {"name": "semeval", "stance_values": ["favor", "against", "none"], "actors": [{"id": "t"}]}
+    cb = Codebook.from_dict(base)
+    assert cb.annotation == "complete" and not cb.partial and cb.text_normalization == "none"
+    social = Codebook.from_dict({**base, "annotation": "partial", "text_normalization": "social"})
+    assert social.partial
+    assert social.normalize("#StopHillary2016 @HillaryClinton http://t.co/x &amp; more") == \
+        "Stop Hillary 2016 @Hillary Clinton http & more"
+    assert cb.normalize("#StopHillary2016") == "#StopHillary2016"
+    # the model reads normalised text, so a codebook that normalises differently does not match
+    assert social.fingerprint() != cb.fingerprint()
+    social.save(tmp_path / "c.yaml")
+    again = Codebook.load(tmp_path / "c.yaml")
+    assert again.partial and again.text_normalization == "social" and again.fingerprint() == social.fingerprint()
+    with pytest.raises(CodebookError, match="annotation must be"):
+        Codebook.from_dict({**base, "annotation": "some"})
+    with pytest.raises(CodebookError, match="text_normalization must be one of"):
+        Codebook.from_dict({**base, "text_normalization": "tweets"})
+
+
+def test_social_normalization_finds_references_in_tags_and_handles():
+    from stance.text import find_references
+
+    cb = Codebook.from_dict({"name": "x", "stance_values": ["favor", "against", "none"],
+                             "text_normalization": "social",
+                             "actors": [{"id": "hillary", "aliases": ["Hillary", "Clinton"]}]})
+    for text in ["#StopHillary now", "@HillaryClinton said", "vote #Hillary2016"]:
+        assert find_references(cb.normalize(text), cb)["hillary"], text
+    assert not find_references(cb.normalize("email me at hillaryfan@example.com"), cb)["hillary"]

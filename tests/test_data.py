@@ -3,6 +3,7 @@ import json
 import pytest
 
 from stance.cli import main
+from stance.codebook import Codebook
 from stance.data import ValidationError, read_records, split_by_document, validate_file
 
 GOOD = {"id": "d1-p1", "doc_id": "d1", "text": "Putin spoke.", "frames": ["isolation"],
@@ -83,3 +84,20 @@ def test_split_keeps_documents_whole(codebook):
     assert not (docs[0] & docs[1]) and not (docs[0] & docs[2]) and not (docs[1] & docs[2])
     assert len(train) + len(dev) + len(test) == len(records)
     assert 0.6 < len(train) / len(records) < 0.8
+
+
+def test_partial_annotation_allows_actors_to_be_left_out(tmp_path):
+    """A codebook with ``annotation: partial`` accepts a record that leaves an actor out or null;
+    a complete one reports it, and an illegal value is an error either way."""
+    base = {"name": "p", "stance_values": ["favor", "against", "none"], "actors": [{"id": "a"}, {"id": "b"}]}
+    partial = Codebook.from_dict({**base, "annotation": "partial"})
+    complete = Codebook.from_dict(base)
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "1", "text": "x y", "stance": {"a": "favor"}}\n'
+                    '{"id": "2", "text": "x y", "stance": {"a": null, "b": "none"}}\n'
+                    '{"id": "3", "text": "x y", "stance": {"b": "maybe"}}\n')
+    records, problems = validate_file(path, partial)
+    assert [r.stance for r in records] == [{"a": "favor"}, {"b": "none"}]
+    assert problems == [f"{path}:3: illegal stance value 'maybe' for actor 'b' (allowed: favor, against, none)"]
+    _, problems = validate_file(path, complete)
+    assert f"{path}:1: missing actor 'b' in 'stance'" in problems

@@ -16,9 +16,9 @@ from stance.metrics import (agreement, cohen_kappa, disagreements, format_table,
 
 
 def make_codebook(actors=("a", "b"), frames=("x", "y"), values=("none", "favor", "against", "neutral"),
-                  absent="none") -> Codebook:
+                  absent="none", annotation="complete") -> Codebook:
     return Codebook.from_dict({
-        "name": "test", "version": "0",
+        "name": "test", "version": "0", "annotation": annotation,
         "stance_values": list(values), "absent_value": absent,
         "actors": [{"id": a} for a in actors],
         "frames": [{"id": f} for f in frames],
@@ -180,6 +180,42 @@ def test_semeval_codebook_without_absent_value_and_pooled_f_avg():
     assert r["stance_pooled_f_avg"]["value"] == pytest.approx(
         f1_score(g_all, p_all, labels=["favor", "against"], average="macro"))
     assert r["reference"] == {} and r["reference_f1"] is None and r["reference_micro_f1"] is None
+
+
+def test_partial_annotation_scores_only_the_annotated_actors():
+    """SemEval-style data: each text annotates one target; the others are left out of every figure."""
+    cb = make_codebook(actors=("t1", "t2"), frames=(), values=("favor", "against", "none"), absent=None,
+                       annotation="partial")
+    t1 = [("favor", "favor"), ("favor", "none"), ("against", "against"), ("none", "against")]
+    t2 = [("against", "against"), ("none", "none"), ("favor", "against"), ("against", "against")]
+    # the same figures as the complete test above, with rows added whose other target is absent
+    # from gold and predicted wildly: they must change nothing
+    gold = [rec(f"a{i}", {"t1": g}) for i, (g, _) in enumerate(t1)] + \
+           [rec(f"b{i}", {"t2": g}) for i, (g, _) in enumerate(t2)]
+    pred = [rec(f"a{i}", {"t1": p, "t2": "favor"}) for i, (_, p) in enumerate(t1)] + \
+           [rec(f"b{i}", {"t1": "favor", "t2": p}) for i, (_, p) in enumerate(t2)]
+    r = score(gold, pred, cb, n_boot=50)
+    assert r["stance"]["t1"]["n"] == 4 and r["stance"]["t2"]["n"] == 4
+    assert r["stance"]["t1"]["f_avg"]["value"] == pytest.approx(2 / 3)
+    assert r["stance"]["t2"]["f_avg"]["value"] == pytest.approx(0.4)
+    assert r["stance_pooled_f_avg"]["value"] == pytest.approx(0.625)
+    # a complete codebook refuses the same gold: a value is missing
+    with pytest.raises(StanceError, match="has no value"):
+        score(gold, pred, make_codebook(actors=("t1", "t2"), frames=(), values=("favor", "against", "none"),
+                                        absent=None), n_boot=0)
+    # predictions must still give every actor
+    with pytest.raises(StanceError, match="prediction"):
+        score(gold, [rec(p["id"], {"t1": "favor"}) for p in pred], cb, n_boot=0)
+
+
+def test_partial_annotation_with_an_absent_value_masks_reference_detection():
+    cb = make_codebook(annotation="partial")
+    gold = [rec("1", {"a": "favor"}), rec("2", {"a": "none"}), rec("3", {"b": "neutral"})]
+    pred = [rec("1", {"a": "favor", "b": "favor"}), rec("2", {"a": "none", "b": "against"}),
+            rec("3", {"a": "favor", "b": "neutral"})]
+    r = score(gold, pred, cb, n_boot=0)
+    # b's false reference in 1 and 2 and a's in 3 are on unannotated pairs: perfect detection
+    assert r["reference"]["a"]["f1"]["value"] == 1.0 and r["reference"]["b"]["f1"]["value"] == 1.0
 
 
 def test_missing_prediction_raises_and_extra_predictions_are_ignored():
