@@ -8,6 +8,7 @@ import pytest
 from conftest import TINY_ENCODER, synthetic_records, write_jsonl
 from stance import Labeler
 from stance.codebook import Codebook
+from stance.data import read_records
 from stance.folder import ModelFolderError
 from stance.model import StanceModel
 
@@ -72,6 +73,15 @@ def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
     stance_cols = [c for c in torch_df.columns if c.startswith("stance_")]
     agree = (int8_df[stance_cols].to_numpy() == onnx_df[stance_cols].to_numpy()).mean()
     assert agree > 0.9
+    # the exported graph uses ONNX Runtime's fused operators; int8 keeps the FFN output projections fp32
+    import onnx
+
+    ops = lambda kind: [n for n in onnx.load(str(next((folder / "onnx").glob(f"*-{kind}.onnx")))).graph.node]
+    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= {n.op_type for n in ops("fp32")}
+    int8 = ops("int8")
+    fp32_ffn_out = [n.name for n in int8 if n.op_type == "MatMul" and n.name.endswith("output/dense/MatMul")]
+    assert len(fp32_ffn_out) == 2  # one per layer of the tiny encoder
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention") for n in int8)
 
 
 def test_long_paragraphs_are_windowed_and_aggregated(tiny_model):
@@ -158,3 +168,40 @@ def test_a_researchers_codebook_trains_without_code_changes(tmp_path):
                           n_boot=10, log=lambda m: None)
     df = Labeler.from_pretrained(out).label(["NATO was praised."])
     assert {"stance_nato", "p_nato_favor", "p_nato_against", "p_nato_none", "frame_war"} <= set(df.columns)
+
+
+def test_partial_annotation_trains_and_labels_an_actor_no_record_annotates(tmp_path):
+    """One target per text (as in SemEval): training skips the actors a record leaves out, an
+    actor annotated nowhere is still labelled (from its description), and scoring skips the
+    unannotated pairs."""
+    from stance.metrics import score
+    from stance.train import TrainConfig, train_to_folder
+
+    cb = Codebook.from_dict({
+        "name": "tweets", "stance_values": ["favor", "against", "none"], "annotation": "partial",
+        "text_normalization": "social",
+        "actors": [{"id": "nato", "name": "NATO", "aliases": ["NATO"]},
+                   {"id": "un", "name": "United Nations", "aliases": ["UN"]},
+                   {"id": "eu", "name": "European Union", "description": "never annotated", "aliases": ["EU"]}]})
+    rows = []
+    for i in range(36):
+        actor = ["nato", "un"][i % 2]
+        v = ["favor", "against", "none"][(i // 2) % 3]
+        tag = {"nato": "#NATO", "un": "@UN"}[actor]
+        text = {"favor": f"{tag} was praised for a wise decision", "against": f"{tag} was condemned for failure",
+                "none": f"{tag} met on Tuesday"}[v]
+        rows.append({"id": str(i), "text": text, "stance": {actor: v}})
+    path = write_jsonl(tmp_path / "tweets.jsonl", rows)
+    out = train_to_folder([path], [path], tmp_path / "m", cb,
+                          TrainConfig(epochs=2, base="random", encoder_config=TINY_ENCODER, lora_r=2,
+                                      progress=False, select_on="stance_pooled_f_avg", lexical_char_ngrams=(2, 4)),
+                          n_boot=10, log=lambda m: None)
+    labeler = Labeler.from_pretrained(out)
+    assert labeler.codebook.partial and labeler.codebook.text_normalization == "social"
+    df = labeler.label(["#EU was praised", "@NATO was condemned"])
+    assert set(df["stance_eu"]) <= {"favor", "against", "none"}
+    assert ((df[["p_eu_favor", "p_eu_against", "p_eu_none"]].sum(axis=1) - 1.0).abs() < 1e-3).all()
+    records = read_records(path, cb)
+    result = score(records, labeler.predict_records(records), cb, n_boot=0)
+    assert result["stance"]["eu"]["n"] == 0 and result["stance"]["nato"]["n"] == 18
+    assert result["stance_pooled_f_avg"]["value"] > 0.5  # the tiny model learns the templates
