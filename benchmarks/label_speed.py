@@ -49,8 +49,8 @@ def worker(args) -> None:
     seconds = time.perf_counter() - t1
     decisions = None
     if args.decisions:
-        test = corpus_texts("test")
-        decisions = [{k: v for k, v in r.items() if k.startswith(("stance_", "frame_"))} for r in labeler.rows(test)]
+        decisions = {split: [{k: v for k, v in r.items() if k.startswith(("stance_", "frame_"))}
+                             for r in labeler.rows(corpus_texts(split))] for split in ("dev", "test")}
     tokens = [len(labeler.encoder.tokenizer.encode(t).ids) for t in texts[:2000]]
     print(json.dumps({"backend": args.backend, "load_s": load, "n": len(rows), "seconds": seconds,
                       "per_s": len(rows) / seconds, "median_tokens": statistics.median(tokens),
@@ -124,10 +124,13 @@ def main() -> None:
     for b, r in results.items():
         print(f"{b:<10} {r['per_s']:>13.1f} {r['load_s']:>14.2f} {r['max_rss_mb']:>12.0f}")
     if "onnx" in results and "onnx-int8" in results:
-        s, f = agreement(results["onnx"]["decisions"], results["onnx-int8"]["decisions"])
-        n = len(results["onnx"]["decisions"])
-        print(f"\nint8 vs fp32 on the seed test split ({n} paragraphs): stance decisions agree {s:.2%}, "
-              f"frame decisions agree {f:.2%}")
+        print()
+        fp32, int8 = results["onnx"]["decisions"], results["onnx-int8"]["decisions"]
+        for name, splits in (("test", ["test"]), ("dev", ["dev"]), ("dev+test", ["dev", "test"])):
+            a = [r for sp in splits for r in fp32[sp]]
+            s, f = agreement(a, [r for sp in splits for r in int8[sp]])
+            print(f"int8 vs fp32 on the seed {name} split ({len(a)} paragraphs): stance decisions agree {s:.2%}, "
+                  f"frame decisions agree {f:.2%}")
     if args.big:
         r = big_run(args.model, args.big, args.big_backend)
         print(f"\nstance label, {r['n']} paragraphs, {args.big_backend}: {r['per_s']:.1f} paragraphs/s end to end, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +110,12 @@ def decide(probs: Probabilities, codebook: Codebook, thresholds: dict[str, float
 
 # -- ONNX export ---------------------------------------------------------------------------------
 
+# Part of the cache key: a change to how the graph is exported or quantised re-exports it.
+EXPORT_VERSION = "2"  # 2: fused attention and layer norms; FFN output projections kept fp32 in int8
+
+
 def _fingerprint(folder: Path) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(EXPORT_VERSION.encode())
     for name in ("model.safetensors", "config.json", "encoder.safetensors"):
         p = folder / name
         if p.exists():
@@ -147,13 +152,29 @@ def onnx_path(folder: str | Path, backend: str, log=print) -> Path:
     if backend == "onnx":
         return fp32
     if not int8.exists():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         log(f"quantising to int8 once: {int8}")
         tmp = int8.with_suffix(".tmp.onnx")
-        quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+        quantize_int8(fp32, tmp)
         tmp.replace(int8)
     return int8
+
+
+# The feed-forward output projections read the 4x-wide GELU activations, whose outliers a
+# per-tensor dynamic int8 scale clips; keeping these six matrices in fp32 is what brings int8
+# decisions to 99% agreement with fp32 on the seed dev and test splits (see benchmarks/label_speed.py).
+_KEEP_FP32 = re.compile(r"layer\.\d+/output/dense/MatMul$")
+
+
+def quantize_int8(fp32: Path, out: Path) -> None:
+    """Dynamic int8 quantisation (per-channel weights) of the exported graph."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    keep = [n.name for n in graph.node if n.op_type == "MatMul" and _KEEP_FP32.search(n.name)]
+    quantize_dynamic(str(fp32), str(out), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                     # the fused operators are outside ONNX's type inference; their outputs are float
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def export_onnx(folder: Path, out: Path) -> None:
@@ -163,6 +184,8 @@ def export_onnx(folder: Path, out: Path) -> None:
 
     model = StanceModel.from_pretrained(folder)
     merge_lora(model.encoder)
+    # the eager attention graph is the pattern ONNX Runtime's transformer optimiser fuses
+    model.encoder.set_attn_implementation("eager")
     model.eval()
 
     class WithProbabilities(torch.nn.Module):
@@ -186,7 +209,22 @@ def export_onnx(folder: Path, out: Path) -> None:
         # that the exported graph matches torch across batch sizes and padding
         warnings.simplefilter("ignore")
         _export(torch, WithProbabilities(model), (ids, mask, actor_mask), tmp)
+        _fuse(tmp, model.encoder.config)
     tmp.replace(out)  # a half-written export never looks finished
+
+
+def _fuse(path: Path, encoder_config) -> None:
+    """Fuse attention, embedding and skip layer norms and GELU into ONNX Runtime's operators, in
+    place (about 10% faster on CPU, same outputs to 1e-6). Level-0 optimisation only: the
+    session applies the rest for the machine it runs on."""
+    import logging
+
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    fused = optimize_model(str(path), model_type="bert", num_heads=encoder_config.num_attention_heads,
+                           hidden_size=encoder_config.hidden_size, opt_level=0)
+    fused.save_model_to_file(str(path))
 
 
 def _export(torch, module, example, path) -> None:
