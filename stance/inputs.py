@@ -232,11 +232,19 @@ def _parquet_rows(path: Path, opts: ReadOptions) -> Iterator[tuple[int, str, dic
             yield number, f"{path} row {number}", row
 
 
+def is_input_file(path: Path) -> bool:
+    """Whether ``read_items`` reads this file (others are counted as ignored)."""
+    return path.suffix.lower() in ARTICLE_SUFFIXES | TABLE_SUFFIXES
+
+
 def read_items(paths: list[Path], opts: ReadOptions, stats: Stats) -> Iterator[Item]:
-    """Every paragraph or row of every input, in order; problems come as items with ``error``."""
+    """Every paragraph or row of every input, in order; problems come as items with ``error``.
+
+    Every file that is read yields at least one item (an error item when it holds nothing to label).
+    """
     for path in paths:
         suffix = path.suffix.lower()
-        if suffix not in ARTICLE_SUFFIXES | TABLE_SUFFIXES:
+        if not is_input_file(path):
             stats.ignored_files += 1
             continue
         stats.files += 1

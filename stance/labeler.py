@@ -147,19 +147,23 @@ class Labeler:
 
     def nested(self, row: dict) -> dict:
         """A flat row as the codebook's JSONL label format plus scores; other keys carried."""
-        cb = self.codebook
-        label_keys = {f"stance_{a}" for a in cb.actor_ids} | {f"frame_{f}" for f in cb.frame_ids}
-        label_keys |= {f"p_{a}_{v}" for a in cb.actor_ids for v in cb.value_ids}
-        label_keys |= {f"p_frame_{f}" for f in cb.frame_ids}
-        out = {k: row[k] for k in ("id", "doc_id", "paragraph", "text") if k in row}
-        out["stance"] = {a: row[f"stance_{a}"] for a in cb.actor_ids}
-        out["stance_scores"] = {a: {v: row[f"p_{a}_{v}"] for v in cb.value_ids} for a in cb.actor_ids}
-        out["frames"] = [f for f in cb.frame_ids if row[f"frame_{f}"]]
-        out["frame_scores"] = {f: row[f"p_frame_{f}"] for f in cb.frame_ids}
-        for k, v in row.items():
-            if k not in out and k not in label_keys:
-                out[k] = v
-        return out
+        return nested_row(row, self.codebook)
+
+
+def nested_row(row: dict, cb: Codebook) -> dict:
+    """``Labeler.nested`` without a loaded model: only the codebook decides the layout."""
+    label_keys = {f"stance_{a}" for a in cb.actor_ids} | {f"frame_{f}" for f in cb.frame_ids}
+    label_keys |= {f"p_{a}_{v}" for a in cb.actor_ids for v in cb.value_ids}
+    label_keys |= {f"p_frame_{f}" for f in cb.frame_ids}
+    out = {k: row[k] for k in ("id", "doc_id", "paragraph", "text") if k in row}
+    out["stance"] = {a: row[f"stance_{a}"] for a in cb.actor_ids}
+    out["stance_scores"] = {a: {v: row[f"p_{a}_{v}"] for v in cb.value_ids} for a in cb.actor_ids}
+    out["frames"] = [f for f in cb.frame_ids if row[f"frame_{f}"]]
+    out["frame_scores"] = {f: row[f"p_frame_{f}"] for f in cb.frame_ids}
+    for k, v in row.items():
+        if k not in out and k not in label_keys:
+            out[k] = v
+    return out
 
 
 def _check_texts(texts, what: str = "text"):

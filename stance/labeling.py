@@ -9,6 +9,7 @@ items, so every row is written exactly once. The checkpoint is removed when the 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -68,11 +69,12 @@ class Checkpoint:
 class _AppendWriter:
     """JSONL or CSV appended chunk by chunk; ``size`` is the byte length after the last chunk."""
 
-    def __init__(self, path: Path, fmt: str, columns: list[str], labeler, resume_bytes: int | None):
-        self.path, self.fmt, self.columns, self.labeler = path, fmt, columns, labeler
+    def __init__(self, path: Path, fmt: str, columns: list[str], nested, resume_bytes: int | None,
+                 header: bool = True):
+        self.path, self.fmt, self.columns, self.nested = path, fmt, columns, nested
         if resume_bytes is None:
             self.file = open(path, "wb")
-            if fmt == "csv":
+            if fmt == "csv" and header:
                 self._write(self._csv_lines([dict(zip(columns, columns))]))
         else:
             self.file = open(path, "r+b")
@@ -95,8 +97,16 @@ class _AppendWriter:
         if self.fmt == "csv":
             self._write(self._csv_lines(rows))
         else:
-            self._write("".join(json.dumps(self.labeler.nested(r), ensure_ascii=False, default=str) + "\n"
+            self._write("".join(json.dumps(self.nested(r), ensure_ascii=False, default=str) + "\n"
                                 for r in rows).encode("utf-8"))
+
+    def append_file(self, path: Path) -> None:
+        """Append another file's bytes as they are (shards written by this writer with no header)."""
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                self.file.write(block)
+        self.file.flush()
+        os.fsync(self.file.fileno())
 
     @property
     def size(self) -> int:
@@ -122,13 +132,7 @@ class _ParquetWriter:
                 part.unlink()
 
     def write(self, rows: list[dict]) -> None:
-        import pandas as pd
-
-        df = pd.DataFrame(rows, columns=self.columns)
-        final = self.parts / f"part-{self.count:06d}.parquet"
-        tmp = final.with_suffix(".tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, final)
+        write_parquet_part(rows, self.columns, self.parts / f"part-{self.count:06d}.parquet")
         self.count += 1
 
     @property
@@ -136,31 +140,44 @@ class _ParquetWriter:
         return self.count
 
     def finish(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        files = sorted(self.parts.glob("part-*.parquet"))
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        if files:
-            schemas = [pq.read_schema(f) for f in files]
-            try:
-                schema = pa.unify_schemas(schemas, promote_options="permissive")
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                schema = None
-            with pq.ParquetWriter(tmp, schema or _string_schema(schemas)) as writer:
-                for f in files:  # one part in memory at a time
-                    table = pq.read_table(f)
-                    writer.write_table(_conform(table, writer.schema))
-        else:
-            import pandas as pd
-
-            pd.DataFrame(columns=self.columns).to_parquet(tmp, index=False)
-        os.replace(tmp, self.path)
+        join_parquet(sorted(self.parts.glob("part-*.parquet")), self.path, self.columns)
 
     def cleanup(self) -> None:
         for f in self.parts.glob("*"):
             f.unlink()
         self.parts.rmdir()
+
+
+def write_parquet_part(rows: list[dict], columns: list[str], final: Path) -> None:
+    """One Parquet file of rows, written under a temporary name and renamed: never seen half-written."""
+    import pandas as pd
+
+    tmp = final.with_suffix(".tmp")
+    pd.DataFrame(rows, columns=columns).to_parquet(tmp, index=False)
+    os.replace(tmp, final)
+
+
+def join_parquet(files: list[Path], path: Path, columns: list[str]) -> None:
+    """Parquet parts joined in order into ``path`` (one part in memory at a time), atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + ".tmp")
+    if files:
+        schemas = [pq.read_schema(f) for f in files]
+        try:
+            schema = pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            schema = None
+        with pq.ParquetWriter(tmp, schema or _string_schema(schemas)) as writer:
+            for f in files:  # one part in memory at a time
+                table = pq.read_table(f)
+                writer.write_table(_conform(table, writer.schema))
+    else:
+        import pandas as pd
+
+        pd.DataFrame(columns=columns).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _string_schema(schemas):
@@ -186,10 +203,6 @@ def _conform(table, schema):
             col = pa.nulls(len(table), field.type)
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=schema)
-
-
-def _inputs_signature(files: list[Path]) -> list:
-    return [[str(f), f.stat().st_size] for f in files]
 
 
 def run_label(inputs: list[str], output: str, *, model=None, backend: str = "torch", fmt: str | None = None,
@@ -223,9 +236,8 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
     started = time.time()
     labeler = Labeler.from_pretrained(model, backend=backend, batch_size=batch_size, threads=threads,
                                       progress=False, log=log)
-    signature = {"inputs": [str(f) for f in files], "format": fmt, "model": str(labeler.folder),
-                 "text_col": opts.text_col, "id_col": opts.id_col, "split_tables": opts.split_tables}
-    sizes = _inputs_signature(files)
+    signature = run_signature(files, fmt, labeler.folder, opts)
+    sizes = inputs_sizes(files)
     if state is not None:
         if state.get("signature") != signature:
             raise StanceError(f"{checkpoint.path}: the inputs, model or options differ from the interrupted "
@@ -234,24 +246,13 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
             log("warning: some inputs changed since the interrupted run (a fixed file?); resuming assumes "
                 "the items already labelled are unchanged")
 
-    carried: list[str] = []
-    for f in files:
-        if f.suffix.lower() in TABLE_SUFFIXES:
-            try:
-                cols = table_columns(f, opts)
-            except InputError:
-                continue  # reported when the file is read
-            carried += [c for c in cols if c != opts.text_col and c not in carried]
-    base = ["id", "doc_id", "paragraph", "text"]
-    carried = [c for c in carried if c not in base]
-    columns = base + ["source"] + carried + _label_columns(labeler)
-
+    columns = output_columns(files, opts, labeler.codebook)
     counts = dict(state["counts"]) if state else {"labelled": 0, "skipped": 0, "flagged": 0}
     consumed_before = state["consumed"] if state else 0
     if fmt == "parquet":
         writer = _ParquetWriter(output, columns, state["size"] if state else None)
     else:
-        writer = _AppendWriter(output, fmt, columns, labeler, state["size"] if state else None)
+        writer = _AppendWriter(output, fmt, columns, labeler.nested, state["size"] if state else None)
     stats = Stats()
     consumed = 0
     pending: list = []
@@ -265,9 +266,7 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
         rows = []
         if good:
             for it, lab in zip(good, labeler.rows([it.text for it in good])):
-                row = {"id": it.id, "doc_id": it.doc_id, "paragraph": it.paragraph, "text": it.text,
-                       "source": it.where, **{k: v for k, v in it.carried.items() if k not in base}, **lab}
-                rows.append(row)
+                rows.append(output_row(it, lab))
                 counts["flagged"] += int(not lab["english"])
             writer.write(rows)
         counts["labelled"] += len(rows)
@@ -285,9 +284,7 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
                     flush()
                     raise item.error
                 counts["skipped"] += 1
-                if shown_errors < 20:
-                    log(f"skipped: {item.error}")
-                shown_errors += 1
+                shown_errors = log_skipped(item.error, shown_errors, log)
             consumed += 1
             pending.append(item)
             if len(pending) >= chunk_size:
@@ -302,20 +299,66 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
     checkpoint.remove()
     if fmt == "parquet":
         writer.cleanup()
-    seconds = time.time() - started
-    summary = {**counts, "files": stats.files, "ignored_files": stats.ignored_files, "dropped": stats.dropped,
-               "seconds": round(seconds, 1), "output": str(output)}
-    if shown_errors > 20:
-        log(f"... {shown_errors - 20} more skipped items not shown")
+    return report(counts, stats, time.time() - started, output, shown_errors, log)
+
+
+# -- pieces shared with the Ray engine (stance/distributed.py) ---------------------------------
+
+BASE_COLUMNS = ["id", "doc_id", "paragraph", "text"]
+SHOWN_ERRORS = 20
+
+
+def run_signature(files: list[Path], fmt: str, model_folder, opts: ReadOptions) -> dict:
+    """What must not change between an interrupted run and its ``--resume``."""
+    return {"inputs": [str(f) for f in files], "format": fmt, "model": str(model_folder),
+            "text_col": opts.text_col, "id_col": opts.id_col, "split_tables": opts.split_tables}
+
+
+def inputs_sizes(files: list[Path]) -> list:
+    return [[str(f), f.stat().st_size] for f in files]
+
+
+def output_columns(files: list[Path], opts: ReadOptions, codebook) -> list[str]:
+    """The output's columns: the item's, ``source``, every table's other columns, then the labels."""
+    carried: list[str] = []
+    for f in files:
+        if f.suffix.lower() in TABLE_SUFFIXES:
+            try:
+                cols = table_columns(f, opts)
+            except InputError:
+                continue  # reported when the file is read
+            carried += [c for c in cols if c != opts.text_col and c not in carried]
+    carried = [c for c in carried if c not in BASE_COLUMNS]
+    return BASE_COLUMNS + ["source"] + carried + label_columns(codebook)
+
+
+def output_row(item, labels: dict) -> dict:
+    """One output row: an input item with its carried columns, and its labels from ``Labeler.rows``."""
+    return {"id": item.id, "doc_id": item.doc_id, "paragraph": item.paragraph, "text": item.text,
+            "source": item.where, **{k: v for k, v in item.carried.items() if k not in BASE_COLUMNS}, **labels}
+
+
+def log_skipped(error, shown: int, log) -> int:
+    """Name the first few skipped items; returns how many have been skipped so far."""
+    if shown < SHOWN_ERRORS:
+        log(f"skipped: {error}")
+    return shown + 1
+
+
+def report(counts: dict, stats: Stats, seconds: float, output, shown_errors: int, log) -> dict:
+    """Log the closing line of a run and return its summary counts."""
+    if shown_errors > SHOWN_ERRORS:
+        log(f"... {shown_errors - SHOWN_ERRORS} more skipped items not shown")
     log(f"labelled {counts['labelled']} paragraphs ({counts['flagged']} flagged as not English), "
         f"skipped {counts['skipped']}; dropped {stats.dropped['headline']} headlines, "
         f"{stats.dropped['byline']} bylines, {stats.dropped['boilerplate']} boilerplate lines; "
         f"{stats.files} files read, {stats.ignored_files} ignored; {seconds:.1f} s -> {output}")
-    return summary
+    return {**counts, "files": stats.files, "ignored_files": stats.ignored_files, "dropped": stats.dropped,
+            "seconds": round(seconds, 1), "output": str(output)}
 
 
-def _label_columns(labeler) -> list[str]:
-    cb = labeler.codebook
+def label_columns(cb) -> list[str]:
+    """The label columns of a codebook, in output order."""
     cols = []
     for a in cb.actor_ids:
         cols.append(f"stance_{a}")
@@ -332,7 +375,9 @@ def add_label_parser(sub) -> None:
                                    "(everything before it is saved; fix it and --resume), 2 a usage, "
                                    "model or output problem, 130 interrupted (--resume continues).")
     p.add_argument("inputs", nargs="+", help="files or folders: .txt .md .html, .csv .tsv .jsonl .parquet")
-    p.add_argument("-o", "--output", required=True, help="output .jsonl, .csv or .parquet")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .jsonl, .csv or .parquet; with --engine ray also a folder (Parquet shards "
+                        "and a manifest)")
     p.add_argument("--model", help="model folder (default: the shipped models/default)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
     p.add_argument("--format", choices=FORMATS, help="output format (default: from the extension)")
@@ -341,9 +386,19 @@ def add_label_parser(sub) -> None:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--split-paragraphs", action="store_true",
                    help="treat each table row as an article and split it into paragraphs")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--chunk-size", type=int, default=512, help="rows labelled between checkpoints")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass of the model")
+    p.add_argument("--chunk-size", type=int, default=512,
+                   help="rows labelled between checkpoints (with --engine ray: rows per call to a worker)")
+    p.add_argument("--threads", type=int, help="CPU threads (with --engine ray: per worker, default 1)")
+    ray = p.add_argument_group("Ray engine (pip install '.[ray]')")
+    ray.add_argument("--engine", default="local", choices=["local", "ray"],
+                     help="local: this process; ray: workers on a Ray cluster, same output")
+    ray.add_argument("--address", help="a running Ray cluster (e.g. auto, or ray://host:10001); default: "
+                                       "start a local cluster sized to this machine for the run")
+    ray.add_argument("--workers", type=int, help="labelling workers, each loading the model once (default: "
+                                                 "the cluster's CPUs divided by --threads)")
+    ray.add_argument("--shard-size", type=int,
+                     help="input items per output shard, the unit --resume redoes (default 4096)")
     p.add_argument("--on-error", default="skip", choices=["skip", "fail"])
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -354,10 +409,18 @@ def add_label_parser(sub) -> None:
 def cmd_label(args) -> int:
     opts = ReadOptions(text_col=args.text_col, id_col=args.id_col, encoding=args.encoding,
                        split_tables=args.split_paragraphs)
+    run = run_label
+    if args.engine == "ray":
+        from .distributed import run_label_ray
+
+        run = functools.partial(run_label_ray, address=args.address, workers=args.workers,
+                                shard_size=args.shard_size or 4096)
+    elif args.address or args.workers or args.shard_size:
+        raise StanceError("--address, --workers and --shard-size go with --engine ray")
     try:
-        run_label(args.inputs, args.output, model=args.model, backend=args.backend, fmt=args.format, opts=opts,
-                  batch_size=args.batch_size, chunk_size=args.chunk_size, resume=args.resume, force=args.force,
-                  on_error=args.on_error, threads=args.threads, progress=False if args.no_progress else None)
+        run(args.inputs, args.output, model=args.model, backend=args.backend, fmt=args.format, opts=opts,
+            batch_size=args.batch_size, chunk_size=args.chunk_size, resume=args.resume, force=args.force,
+            on_error=args.on_error, threads=args.threads, progress=False if args.no_progress else None)
     except InputError as e:
         print(f"stance label: error: {e}\nEverything before it is saved; fix the input and rerun with --resume, "
               f"or use --on-error skip.", file=sys.stderr)
