@@ -45,9 +45,14 @@ def csv_safe(value):
     return value
 
 
-class Checkpoint:
-    def __init__(self, output: Path):
-        self.path = output.with_name(output.name + ".progress.json")
+class JsonState:
+    """A run's small JSON state file, replaced atomically so that a reader never sees half of it."""
+
+    what = "state file"
+    indent = None
+
+    def __init__(self, path: Path):
+        self.path = path
 
     def load(self) -> dict | None:
         if not self.path.exists():
@@ -55,18 +60,25 @@ class Checkpoint:
         try:
             return json.loads(self.path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, OSError):
-            raise StanceError(f"{self.path}: the checkpoint is unreadable; start again with --force") from None
+            raise StanceError(f"{self.path}: the {self.what} is unreadable; start again with --force") from None
 
     def save(self, state: dict) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
+        tmp.write_text(json.dumps(state, indent=self.indent), encoding="utf-8")
         os.replace(tmp, self.path)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
-class _AppendWriter:
+class Checkpoint(JsonState):
+    what = "checkpoint"
+
+    def __init__(self, output: Path):
+        super().__init__(output.with_name(output.name + ".progress.json"))
+
+
+class AppendWriter:
     """JSONL or CSV appended chunk by chunk; ``size`` is the byte length after the last chunk."""
 
     def __init__(self, path: Path, fmt: str, columns: list[str], nested, resume_bytes: int | None,
@@ -159,25 +171,31 @@ def write_parquet_part(rows: list[dict], columns: list[str], final: Path) -> Non
 
 def join_parquet(files: list[Path], path: Path, columns: list[str]) -> None:
     """Parquet parts joined in order into ``path`` (one part in memory at a time), atomically."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     tmp = path.with_name(path.name + ".tmp")
     if files:
-        schemas = [pq.read_schema(f) for f in files]
-        try:
-            schema = pa.unify_schemas(schemas, promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            schema = None
-        with pq.ParquetWriter(tmp, schema or _string_schema(schemas)) as writer:
+        with pq.ParquetWriter(tmp, parquet_schema(files)) as writer:
             for f in files:  # one part in memory at a time
                 table = pq.read_table(f)
-                writer.write_table(_conform(table, writer.schema))
+                writer.write_table(conform_table(table, writer.schema))
     else:
         import pandas as pd
 
         pd.DataFrame(columns=columns).to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+def parquet_schema(files: list[Path]):
+    """One schema for Parquet parts written apart: their types unified, or text where they clash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(f) for f in files]
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _string_schema(schemas)
 
 
 def _string_schema(schemas):
@@ -189,7 +207,8 @@ def _string_schema(schemas):
     return pa.schema([(n, pa.string()) for n in names])
 
 
-def _conform(table, schema):
+def conform_table(table, schema):
+    """A part's table cast to the common schema (missing columns as nulls)."""
     import pyarrow as pa
 
     cols = []
@@ -214,12 +233,9 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
 
     from .labeler import Labeler
 
-    log = log or (lambda m: print(m, file=sys.stderr))
-    opts = opts or ReadOptions()
+    opts, log = run_defaults(opts, on_error, log)
     output = Path(output)
     fmt = output_format(output, fmt)
-    if on_error not in ("skip", "fail"):
-        raise StanceError(f"--on-error must be skip or fail, not {on_error!r}")
     checkpoint = Checkpoint(output)
     state = checkpoint.load() if resume else None
     if resume and state is None:
@@ -252,7 +268,7 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
     if fmt == "parquet":
         writer = _ParquetWriter(output, columns, state["size"] if state else None)
     else:
-        writer = _AppendWriter(output, fmt, columns, labeler.nested, state["size"] if state else None)
+        writer = AppendWriter(output, fmt, columns, labeler.nested, state["size"] if state else None)
     stats = Stats()
     consumed = 0
     pending: list = []
@@ -306,6 +322,13 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
 
 BASE_COLUMNS = ["id", "doc_id", "paragraph", "text"]
 SHOWN_ERRORS = 20
+
+
+def run_defaults(opts: ReadOptions | None, on_error: str, log) -> tuple[ReadOptions, object]:
+    """Reading options and the log a run uses, after checking ``on_error``."""
+    if on_error not in ("skip", "fail"):
+        raise StanceError(f"--on-error must be skip or fail, not {on_error!r}")
+    return opts or ReadOptions(), log or (lambda m: print(m, file=sys.stderr))
 
 
 def run_signature(files: list[Path], fmt: str, model_folder, opts: ReadOptions) -> dict:
