@@ -132,19 +132,32 @@ class LabelWorker(_Worker):
 
 
 class ChunkWorker(_Worker):
-    """The command's worker: labels whole chunks of input items, each exactly a local-engine chunk."""
+    """The command's worker: labels whole chunks of input items, each exactly a local-engine chunk.
+
+    With each chunk it returns when it began, the seconds it spent and who it is, for throughput figures.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        import socket
+
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        out = []
+        out, began, seconds = [], [], []
         for payload in batch.column("items").to_pylist():
+            began.append(time.time())
+            started = time.perf_counter()
             records = pickle.loads(payload)
             good = [r for r in records if r["problem"] is None]
             for r, labels in zip(good, self.labeler.rows([r["text"] for r in good])):
                 r["labels"] = labels
             out.append(pickle.dumps(records))
-        return pa.table({"chunk": batch.column("chunk"), "items": pa.array(out, pa.binary())})
+            seconds.append(time.perf_counter() - started)
+        return pa.table({"chunk": batch.column("chunk"), "items": pa.array(out, pa.binary()),
+                         "began": began, "seconds": seconds, "worker": [self.name] * len(out)})
 
 
 def _model_folder(model, backend: str, log):
@@ -518,7 +531,7 @@ def _connected(ray, address: str | None, log):
     if ray.is_initialized():
         yield  # a notebook or a test holds a connection already: use it and leave it open
         return
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
     if address:
         log(f"connecting to the Ray cluster at {address}")
         ray.init(address=address, **quiet)
@@ -574,8 +587,9 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
                   progress: bool | None = None, log=None) -> dict:
     """``run_label`` on a Ray cluster: the same rows, written as shards that a killed run can resume.
 
-    Returns the run's summary counts, as ``run_label`` does, plus ``first_chunk``: the seconds until
-    the first labelled chunk came back (start-up) and its size, for throughput once workers are up.
+    Returns the run's summary counts, as ``run_label`` does, plus throughput figures: ``start_s``,
+    the seconds before the first worker began its first chunk (reading, starting the workers and
+    loading the model), and ``workers``: for each, the paragraphs it labelled and the seconds it spent.
     """
     ray = _ray()
     opts, log = run_defaults(opts, on_error, log)
@@ -611,15 +625,20 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
 
     show = sys.stderr.isatty() if progress is None else progress
     collector.bar = tqdm(desc="labelling", unit="para", disable=not show, initial=collector.items_done)
-    first_chunk = None
+    workers_seen: dict[str, dict] = {}
     try:
         with _connected(ray, address, log), _data_context(ray):
             ds = _label_chunks(ray, files, opts, collector.done, collector.finished_files(), folder, backend,
                                batch_size, chunk_size, _workers(ray, workers, threads, log), threads)
             for batch in (ds.iter_batches(batch_size=None, batch_format="pyarrow") if ds is not None else ()):
-                for payload in batch.column("items").to_pylist():
+                for payload, began, seconds, worker in zip(*(batch.column(c).to_pylist()
+                                                             for c in ("items", "began", "seconds", "worker"))):
                     records = pickle.loads(payload)
-                    first_chunk = first_chunk or {"seconds": round(time.time() - started, 2), "items": len(records)}
+                    w = workers_seen.setdefault(worker, {"worker": worker, "paragraphs": 0, "busy_s": 0.0,
+                                                         "began": began})
+                    w["began"] = min(w["began"], began)
+                    w["paragraphs"] += sum(r["problem"] is None for r in records)
+                    w["busy_s"] += seconds
                     collector.take(records)
             collector.finish()
     except Exception as e:
@@ -631,8 +650,9 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
         collector.bar.close()
     collector.complete()
     summary = report(collector.counts, collector.stats, time.time() - started, output, collector.shown_errors, log)
-    if first_chunk:
-        summary["first_chunk"] = first_chunk
+    if workers_seen:  # clocks of other nodes are trusted to within a fraction of a second
+        summary["start_s"] = round(min(w.pop("began") for w in workers_seen.values()) - started, 2)
+        summary["workers"] = [{**w, "busy_s": round(w["busy_s"], 2)} for w in workers_seen.values()]
     return summary
 
 
