@@ -416,7 +416,7 @@ def add_label_parser(sub) -> None:
     ray = p.add_argument_group("Ray engine (pip install '.[ray]')")
     ray.add_argument("--engine", default="local", choices=["local", "ray"],
                      help="local: this process; ray: workers on a Ray cluster, same output")
-    ray.add_argument("--address", help="a running Ray cluster (e.g. auto, or ray://host:10001); default: "
+    ray.add_argument("--address", help="a running Ray cluster to join (auto, or HEAD_IP:6379); default: "
                                        "start a local cluster sized to this machine for the run")
     ray.add_argument("--workers", type=int, help="labelling workers, each loading the model once (default: "
                                                  "the cluster's CPUs divided by --threads)")
@@ -445,7 +445,8 @@ def cmd_label(args) -> int:
             batch_size=args.batch_size, chunk_size=args.chunk_size, resume=args.resume, force=args.force,
             on_error=args.on_error, threads=args.threads, progress=False if args.no_progress else None)
     except InputError as e:
-        print(f"stance label: error: {e}\nEverything before it is saved; fix the input and rerun with --resume, "
-              f"or use --on-error skip.", file=sys.stderr)
+        saved = "Every whole shard before it is saved" if args.engine == "ray" else "Everything before it is saved"
+        print(f"stance label: error: {e}\n{saved}; fix the input and rerun with --resume, or use --on-error skip.",
+              file=sys.stderr)
         return e.exit_code
     return 0

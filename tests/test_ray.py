@@ -16,11 +16,15 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, synthetic_records
+from stance import distributed
 from stance.cli import main
 from stance.labeling import run_label
 
-ray = pytest.importorskip("ray", reason="the Ray engine is an optional extra: pip install '.[ray]'")
-distributed = pytest.importorskip("stance.distributed")
+try:
+    import ray
+except ImportError:  # the tests that need no Ray still run: the install hint, the import boundary
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (an optional extra: pip install '.[ray]')")
 
 QUIET = dict(progress=False, log=lambda m: None)
 # ONNX workers start in a second or two where torch ones take several; the torch path is
@@ -80,6 +84,7 @@ def assert_same_labels(a: pd.DataFrame, b: pd.DataFrame) -> None:
         assert (left.astype(float) - right.astype(float)).abs().to_numpy().max() <= 1e-4 + 1e-9, c
 
 
+@needs_ray
 @pytest.mark.parametrize("fmt,backend", [("jsonl", "torch"), ("csv", "onnx"), ("parquet", "onnx")])
 def test_ray_engine_equals_the_local_engine_row_for_row(tiny_model, cluster, corpus, tmp_path, fmt, backend):
     local, shard = tmp_path / f"local.{fmt}", tmp_path / f"ray.{fmt}"
@@ -98,6 +103,7 @@ def test_ray_engine_equals_the_local_engine_row_for_row(tiny_model, cluster, cor
         assert shard.read_bytes() == local.read_bytes()
 
 
+@needs_ray
 def test_folder_output_is_parquet_shards_with_a_manifest(tiny_model, cluster, corpus, tmp_path):
     out = tmp_path / "labels"
     distributed.run_label_ray(corpus, str(out), model=tiny_model, chunk_size=32, shard_size=64, workers=2, **FAST)
@@ -125,6 +131,7 @@ class _Killed(Exception):
     pass
 
 
+@needs_ray
 def test_a_killed_run_resumes_shard_by_shard_with_every_row_once(tiny_model, cluster, corpus, tmp_path,
                                                                  monkeypatch):
     out = tmp_path / "out.jsonl"
@@ -162,6 +169,7 @@ def test_a_killed_run_resumes_shard_by_shard_with_every_row_once(tiny_model, clu
     assert_same_labels(_read(local), _read(out))
 
 
+@needs_ray
 def test_kill_9_of_the_driver_and_resume_yields_every_row_once(tiny_model, cluster, tmp_path):
     rows = [{"id": f"k{i}", "text": r["text"]} for i, r in enumerate(synthetic_records(4000, seed=3))]
     inp = tmp_path / "big.jsonl"
@@ -191,6 +199,7 @@ def test_kill_9_of_the_driver_and_resume_yields_every_row_once(tiny_model, clust
     assert _read(out)["id"].tolist() == [f"k{i}" for i in range(4000)]
 
 
+@needs_ray
 def test_label_dataset_adds_label_columns_to_a_ray_dataset(tiny_model, cluster):
     from stance import Labeler
 
@@ -230,6 +239,21 @@ def test_only_the_distributed_module_imports_ray():
     assert out.stdout.strip() == "False"
 
 
+@needs_ray
+def test_on_error_fail_stops_at_the_bad_item_keeping_the_whole_shards_before_it(tiny_model, cluster, corpus,
+                                                                             tmp_path, capsys):
+    out = tmp_path / "labels"
+    code = main(["label", corpus[0], "-o", str(out), "--model", str(tiny_model), "--engine", "ray", "--backend",
+                 "onnx", "--workers", "2", "--chunk-size", "8", "--shard-size", "8", "--on-error", "fail",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{corpus[0]}:18: empty or whitespace-only text" in err
+    assert "Every whole shard before it is saved" in err
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert [s["index"] for s in manifest["shards"]] == [0, 1] and not manifest["done"]
+
+
+@needs_ray
 def test_options_are_checked_before_any_work(tiny_model, corpus, tmp_path, capsys):
     code = main(["label", corpus[0], "-o", str(tmp_path / "a.csv"), "--workers", "2", "--no-progress"])
     assert code == 2 and "go with --engine ray" in capsys.readouterr().err
