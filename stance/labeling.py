@@ -5,6 +5,9 @@ CSV) or written as its own Parquet part, flushed to disk, and only then is the c
 ``OUTPUT.progress.json`` replaced atomically with the count of input items consumed. ``--resume``
 cuts the output back to the last checkpoint (dropping a half-written chunk) and skips that many
 items, so every row is written exactly once. The checkpoint is removed when the run completes.
+
+``--engine ray`` (``stance/distributed.py``) labels the same chunks on Ray workers and reuses the
+pieces below the local engine: the output row and columns, the writers, the summary.
 """
 from __future__ import annotations
 
