@@ -33,21 +33,24 @@ def word_grams(text: str) -> list[str]:
     return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
 
 
+def _word_char_grams(word: str, low: int, high: int) -> list[str]:
+    w = f" {word} "
+    grams = []
+    for n in range(low, high + 1):
+        offset = 0
+        grams.append(w[:n])
+        while offset + n < len(w):
+            offset += 1
+            grams.append(w[offset:offset + n])
+        if offset == 0:
+            break
+    return grams
+
+
 def char_grams(text: str, low: int, high: int) -> list[str]:
     """Character n-grams inside word boundaries, as ``TfidfVectorizer(analyzer="char_wb")``
     makes them: each word padded with one space, a word shorter than n counted once."""
-    grams = []
-    for w in _WHITESPACE.sub(" ", text.lower()).split():
-        w = f" {w} "
-        for n in range(low, high + 1):
-            offset = 0
-            grams.append(w[:n])
-            while offset + n < len(w):
-                offset += 1
-                grams.append(w[offset:offset + n])
-            if offset == 0:
-                break
-    return grams
+    return [g for w in _WHITESPACE.sub(" ", text.lower()).split() for g in _word_char_grams(w, low, high)]
 
 
 class LexicalModel:
@@ -64,6 +67,7 @@ class LexicalModel:
         self.frame_intercept = frame_intercept.astype(np.float32)  # (F,)
         self.stance_coef = stance_coef.astype(np.float32)  # (A, values, V)
         self.stance_intercept = stance_intercept.astype(np.float32)  # (A, values); -inf for unseen values
+        self._cache: dict[str, dict[str, list[int]]] = {}
 
     @property
     def n_features(self) -> int:
@@ -78,19 +82,32 @@ class LexicalModel:
             text = self.codebook.normalize(text)
             start = 0
             for kind, vocab, idf in self.blocks:
-                grams = word_grams(text) if kind == "word" else char_grams(text, *_char_range(kind))
-                counts: dict[int, int] = {}
-                for g in grams:
-                    j = vocab.get(g)
-                    if j is not None:
-                        counts[j] = counts.get(j, 0) + 1
-                if counts:
-                    idx = np.fromiter(counts.keys(), dtype=np.int64)
-                    tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32))
-                    vals = tf * idf[idx]
-                    X[i, start + idx] = vals / math.sqrt(float((vals ** 2).sum()))
+                if kind == "word":
+                    idx = [j for j in map(vocab.get, word_grams(text)) if j is not None]
+                else:
+                    idx = self._char_indices(kind, vocab, text)
+                if idx:
+                    cols, counts = np.unique(np.asarray(idx, dtype=np.int64), return_counts=True)
+                    vals = (1.0 + np.log(counts.astype(np.float32))) * idf[cols]
+                    X[i, start + cols] = vals / math.sqrt(float((vals ** 2).sum()))
                 start += len(vocab)
         return X
+
+    def _char_indices(self, kind: str, vocab: dict[str, int], text: str) -> list[int]:
+        """Vocabulary columns of the text's character n-grams. Words recur, so each word's
+        columns are computed once and kept (a bounded cache), which makes this several times
+        faster than counting n-grams afresh."""
+        cache = self._cache.setdefault(kind, {})
+        if len(cache) > 200_000:
+            cache.clear()
+        low, high = _char_range(kind)
+        out: list[int] = []
+        for w in _WHITESPACE.sub(" ", text.lower()).split():
+            cols = cache.get(w)
+            if cols is None:
+                cols = cache[w] = [j for j in map(vocab.get, _word_char_grams(w, low, high)) if j is not None]
+            out += cols
+        return out
 
     def predict(self, texts: list[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Frame probabilities (n, F) and stance probabilities (n, A, values)."""

@@ -96,16 +96,49 @@ def split_paragraphs(text: str, min_words: int = 4) -> SplitResult:
 
 # -- references -------------------------------------------------------------------------------
 
-def _alias_pattern(alias: str) -> str:
-    # Words may be joined by spaces or hyphens; a possessive 's may follow.
-    parts = [re.escape(p) for p in re.split(r"[\s-]+", alias.strip()) if p]
-    body = r"[\s-]+".join(parts)
-    return rf"(?<![\w-]){body}(?:['’]s)?(?![\w-])"
+_JOIN = object()  # words of an alias may be joined by spaces or hyphens
+
+
+def _alias_units(alias: str) -> list:
+    """An alias as a sequence of literal characters and word joins."""
+    units = []
+    for k, part in enumerate(p for p in re.split(r"[\s-]+", alias.strip()) if p):
+        if k:
+            units.append(_JOIN)
+        units += list(part)
+    return units
+
+
+def _trie_pattern(aliases: list[str]) -> str:
+    """One regex for many aliases, as a trie: alternatives share their prefixes, so matching
+    costs little more for a hundred aliases than for one (a plain alternation is tried alias by
+    alias at every word). At each node the longer continuation is tried first, so the longest
+    alias wins, as it did when aliases were listed longest first."""
+    trie: dict = {}
+    for alias in aliases:
+        node = trie
+        for unit in _alias_units(alias):
+            node = node.setdefault(unit, {})
+        node[None] = {}
+
+    def build(node: dict) -> str:
+        branches = [(r"[\s-]+" if unit is _JOIN else re.escape(unit)) + build(child)
+                    for unit, child in node.items() if unit is not None]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if None in node else body
+
+    return build(trie)
+
+
+def _alias_group(aliases: list[str]) -> str:
+    # not inside a word or a hyphenated compound; a possessive 's may follow
+    return rf"(?<![\w-])(?:{_trie_pattern(aliases)})(?:['’]s)?(?![\w-])"
 
 
 @lru_cache(maxsize=64)
 def _actor_regex(aliases: tuple[str, ...]) -> re.Pattern | None:
-    # Longest alias first, so "Vladimir Putin" wins over "Putin" for one span.
     aliases = sorted({a for a in aliases if a.strip()}, key=len, reverse=True)
     if not aliases:
         return None
@@ -116,9 +149,9 @@ def _actor_regex(aliases: tuple[str, ...]) -> re.Pattern | None:
     loose = [a for a in aliases if a not in exact]
     parts = []
     if loose:
-        parts.append("(?i:" + "|".join(_alias_pattern(a) for a in loose) + ")")
+        parts.append("(?i:" + _alias_group(loose) + ")")
     if exact:
-        parts.append("|".join(_alias_pattern(a) for a in exact))
+        parts.append(_alias_group(exact))
     return re.compile("|".join(parts))
 
 
