@@ -106,12 +106,13 @@ def main() -> None:
         return worker(args)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    # export and quantise once before timing, so start-up is measured with the cache in place
-    from stance import Labeler
-
+    # export and quantise once before timing, so start-up is measured with the cache in place; in a
+    # child process, because Linux carries a parent's peak RSS into the children it forks
     for b in args.backends:
         if b != "torch":
-            Labeler.from_pretrained(args.model, backend=b, log=lambda m: None)
+            subprocess.run([sys.executable, "-c", "import sys; from stance import Labeler; "
+                            "Labeler.from_pretrained(sys.argv[1], backend=sys.argv[2], log=lambda m: None)",
+                            args.model, b], check=True, capture_output=True)
     results = {}
     for b in args.backends:
         extra = ["--model", args.model, "--backend", b, "--n", str(args.n), "--batch-size", str(args.batch_size)]

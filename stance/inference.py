@@ -170,11 +170,19 @@ def quantize_int8(fp32: Path, out: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    import logging
+
     graph = onnx.load(str(fp32), load_external_data=False).graph
     keep = [n.name for n in graph.node if n.op_type == "MatMul" and _KEEP_FP32.search(n.name)]
-    quantize_dynamic(str(fp32), str(out), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-                     # the fused operators are outside ONNX's type inference; their outputs are float
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser's advice to pre-process is for static quantisation
+    try:
+        quantize_dynamic(str(fp32), str(out), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                         # the fused operators are outside ONNX's type inference; their outputs are float
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
 
 
 def export_onnx(folder: Path, out: Path) -> None:
