@@ -21,10 +21,14 @@ DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
 
 
 def _progress_bar(total: int, enabled: bool | None, desc: str):
+    show = (sys.stderr.isatty() or _in_notebook()) if enabled is None else enabled
+    if not show:  # a disabled notebook bar would still warn where ipywidgets is missing
+        from tqdm import tqdm
+
+        return tqdm(total=total, disable=True)
     from tqdm.auto import tqdm
 
-    show = (sys.stderr.isatty() or _in_notebook()) if enabled is None else enabled
-    return tqdm(total=total, desc=desc, unit="para", disable=not show, leave=False)
+    return tqdm(total=total, desc=desc, unit="para", leave=False)
 
 
 def _in_notebook() -> bool:

@@ -208,3 +208,15 @@ def test_notebook_api_returns_dataframes(tiny_model):
         labeler.label(["fine", " "])
     nested = labeler.nested({"id": "a", "text": "t", "outlet": "X", **labeler.rows(["Putin spoke."])[0]})
     assert nested["outlet"] == "X" and set(nested["stance"]) == set(labeler.codebook.actor_ids)
+
+
+def test_a_switched_off_progress_bar_is_not_a_notebook_widget(monkeypatch):
+    """In Jupyter without ipywidgets a notebook bar warns even when disabled; off means plain."""
+    from tqdm.notebook import tqdm_notebook
+
+    from stance import labeler
+
+    monkeypatch.setattr(labeler, "_in_notebook", lambda: True)
+    off = labeler._progress_bar(10, False, "x")
+    assert off.disable and not isinstance(off, tqdm_notebook)
+    off.close()
