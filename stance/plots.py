@@ -23,6 +23,19 @@ def _ax(ax, figsize):
     return ax
 
 
+def _label(ax, xlabel=None, ylabel=None, title=None, legend: bool = False):
+    """Axis labels and title where given, and a legend for plots with one series per hue."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="best", fontsize="small")
+    return ax
+
+
 def _colors(n: int):
     cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     return [cycle[k % len(cycle)] for k in range(n)]
@@ -58,13 +71,7 @@ def interval_dots(df, y: str, value: str = "value", low: str = "low", high: str 
     if xlim is not None:
         ax.set_xlim(*xlim)
     ax.grid(axis="x", alpha=0.3)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if title:
-        ax.set_title(title)
-    if hue is not None:
-        ax.legend(loc="best", fontsize="small")
-    return ax
+    return _label(ax, xlabel=xlabel, title=title, legend=hue is not None)
 
 
 def interval_lines(df, x: str, value: str = "value", low: str = "low", high: str = "high",
@@ -82,15 +89,7 @@ def interval_lines(df, x: str, value: str = "value", low: str = "low", high: str
         ax.fill_between(xs, sub[low].to_numpy(float), sub[high].to_numpy(float), color=color, alpha=0.2,
                         lw=0)
     ax.grid(alpha=0.3)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    if hue is not None:
-        ax.legend(loc="best", fontsize="small")
-    return ax
+    return _label(ax, xlabel=xlabel, ylabel=ylabel, title=title, legend=hue is not None)
 
 
 def heatmap(data, ax=None, cmap: str = "RdBu", vmin: float | None = None, vmax: float | None = None,
@@ -128,13 +127,7 @@ def heatmap(data, ax=None, cmap: str = "RdBu", vmin: float | None = None, vmax: 
     cbar = ax.figure.colorbar(im, ax=ax, shrink=0.8)
     if cbar_label:
         cbar.set_label(cbar_label)
-    if title:
-        ax.set_title(title)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    return ax
+    return _label(ax, xlabel=xlabel, ylabel=ylabel, title=title)
 
 
 def confusion_matrix(cm, labels, ax=None, title: str | None = None, xlabel: str = "predicted",
