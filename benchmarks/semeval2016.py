@@ -103,16 +103,35 @@ def _f(fig) -> float | None:
     return None if not fig or fig.get("value") is None else 100.0 * fig["value"]
 
 
-def run_seed(seed: int, data: dict, workdir: Path, tiny: bool = False, epochs: int | None = None,
-             log=print) -> dict:
+def write_splits(data: dict, workdir: Path, codebook) -> tuple[dict, dict]:
+    """Each split written once as annotation JSONL, and read back validated as any researcher's
+    annotation file would be: (paths, records)."""
+    from stance.data import read_records
+
+    paths = {k: _write(workdir / f"{k}.jsonl", rows) for k, rows in data.items()}
+    return paths, {k: read_records(path, codebook) for k, path in paths.items()}
+
+
+def _figures(gold, pred, codebook, n_boot: int = 0, seed: int = 0) -> dict:
+    """Pooled F_avg (with its interval when bootstrapped) and per-target F_avg, x 100."""
+    from stance.metrics import score
+
+    s = score(gold, pred, codebook, n_boot=n_boot, seed=seed)
+    pooled = s["stance_pooled_f_avg"]
+    out = {"f_avg": _f(pooled), "per_target": {a: _f(d["f_avg"]) for a, d in s["stance"].items() if d["n"]}}
+    if n_boot:
+        out.update(low=100 * pooled["low"], high=100 * pooled["high"])
+    return out
+
+
+def run_seed(seed: int, paths: dict, records: dict, workdir: Path, tiny: bool = False,
+             epochs: int | None = None, log=print) -> dict:
     """Train one model with ``seed`` and score Task A and Task B; figures x 100."""
     from stance.codebook import Codebook
     from stance.labeler import Labeler
-    from stance.metrics import score
     from stance.train import TrainConfig, train_to_folder
 
     codebook = Codebook.load(CODEBOOK)
-    paths = {k: _write(workdir / f"{k}.jsonl", v) for k, v in data.items()}
     options = dict(seed=seed, select_on="stance_pooled_f_avg", lexical_char_ngrams=(2, 5), max_length=128,
                    progress=False)
     if tiny:
@@ -128,36 +147,22 @@ def run_seed(seed: int, data: dict, workdir: Path, tiny: bool = False, epochs: i
     labeler = Labeler.from_pretrained(out, progress=False)
     result = {"seed": seed, "train_minutes": minutes, "config": config.to_json()}
     for task, key in (("A", "test_a"), ("B", "test_b")):
-        gold = data[key]
-        s = score(gold, labeler.predict_records(_records(gold, codebook)), codebook, n_boot=1000, seed=seed)
-        result[task] = {"f_avg": _f(s["stance_pooled_f_avg"]),
-                        "low": 100 * s["stance_pooled_f_avg"]["low"], "high": 100 * s["stance_pooled_f_avg"]["high"],
-                        "per_target": {a: _f(d["f_avg"]) for a, d in s["stance"].items() if d["n"]}}
+        gold = records[key]
+        result[task] = _figures(gold, labeler.predict_records(gold), codebook, n_boot=1000, seed=seed)
     return result
 
 
-def _records(rows: list[dict], codebook):
-    """Validated ``Record``s, read back as any researcher's annotation file would be."""
-    from stance.data import read_records
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return read_records(_write(Path(tmp) / "rows.jsonl", rows), codebook)
-
-
-def tfidf_baseline(data: dict) -> dict:
+def tfidf_baseline(records: dict) -> dict:
     """The project's TF-IDF + logistic regression baseline, trained on the same training tweets."""
     from stance.baselines import TfidfBaseline
     from stance.codebook import Codebook
-    from stance.metrics import score
 
     codebook = Codebook.load(CODEBOOK)
-    model = TfidfBaseline(codebook).fit(_records(data["train"], codebook))
+    model = TfidfBaseline(codebook).fit(records["train"])
     out = {}
     for task, key in (("A", "test_a"), ("B", "test_b")):
-        gold = data[key]
-        s = score(gold, model.predict([r["text"] for r in gold], ids=[r["id"] for r in gold]), codebook, n_boot=0)
-        out[task] = {"f_avg": _f(s["stance_pooled_f_avg"]),
-                     "per_target": {a: _f(d["f_avg"]) for a, d in s["stance"].items() if d["n"]}}
+        gold = records[key]
+        out[task] = _figures(gold, model.predict([r.text for r in gold], ids=[r.id for r in gold]), codebook)
     return out
 
 
@@ -279,12 +284,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="semeval2016-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        from stance.codebook import Codebook
+
+        paths, records = write_splits(data, workdir, Codebook.load(CODEBOOK))
         for seed in args.seeds:
-            r = run_seed(seed, data, workdir, tiny=args.tiny, epochs=args.epochs)
+            r = run_seed(seed, paths, records, workdir, tiny=args.tiny, epochs=args.epochs)
             print(f"seed {seed}: Task A F_avg {r['A']['f_avg']:.2f}, Task B F_avg {r['B']['f_avg']:.2f}, "
                   f"{r['train_minutes']:.1f} min", flush=True)
             runs.append(r)
-    baseline = tfidf_baseline(data)
+        baseline = tfidf_baseline(records)
     text = table(runs, baseline, n, args.tiny)
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)
