@@ -371,6 +371,8 @@ def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
                history=result.history, evaluations=evaluations, seconds=result.seconds, command=command)
     (out / "evaluation.json").write_text(json.dumps(
         {"data": data, "history": result.history, "evaluations": evaluations}, indent=1) + "\n")
+    from .calibration import record_activation_ranges  # int8 ONNX calibration: int8_calibration.safetensors
+    record_activation_ranges(result.model, [r.text for r in train_records], out)
     log(f"model written to {out} in {result.seconds / 60:.1f} min")
     return out
 

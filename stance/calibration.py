@@ -1,0 +1,145 @@
+"""Activation ranges for the int8 ONNX backend, recorded once per model and kept in its folder.
+
+The int8 graph quantises each MatMul's input with one dynamic scale per tensor. The input of
+each feed-forward output projection (the 4x-wide GELU output) has a few channels far larger than
+the rest, so that one scale would clip them or crush the others. ``stance.inference`` smooths
+those inputs (SmoothQuant: divide channel j by s_j, multiply row j of the weight by s_j), and
+s_j needs max|x_j| over real text. This module records it: a forward pass of the torch model
+over up to ``MAX_TEXTS`` training paragraphs, windowed and batched as labelling does, with a hook
+on every ``encoder.layer[i].intermediate`` (whose output is already through the activation).
+
+The ranges are saved as ``int8_calibration.safetensors`` (keys ``layer.<i>``, float32 vectors
+of the intermediate width). ``train_to_folder`` writes it; ``record_activation_ranges(folder,
+texts)`` adds it to a folder trained before it existed. A folder without it still quantises,
+the older way (see ``stance.inference.quantize_int8``).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StanceError
+
+CALIBRATION_FILE = "int8_calibration.safetensors"
+MAX_TEXTS = 1000
+_FORMAT = "1"
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.intermediate$")
+
+
+def calibration_texts(texts: list[str], max_texts: int = MAX_TEXTS) -> list[str]:
+    """At most ``max_texts`` non-empty texts, evenly spaced through the list (deterministic, so
+    a retrained folder gets the same file)."""
+    texts = [t for t in texts if t and t.strip()]
+    if len(texts) <= max_texts:
+        return texts
+    return [texts[i * len(texts) // max_texts] for i in range(max_texts)]
+
+
+def activation_ranges(model, texts: list[str], batch_size: int = 32) -> dict[int, np.ndarray]:
+    """max|x_j| of every feed-forward output projection's input x, per layer, over ``texts``.
+
+    Every position the batches hold counts, padding included: the int8 graph's dynamic scales
+    see those positions too."""
+    import torch
+
+    from .encoding import ParagraphEncoder
+    from .folder import tokenizer_file
+    from .inference import Predictor, TorchBackend
+
+    if not texts:
+        raise StanceError("activation ranges need at least one text")
+    ranges: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def hook(layer):
+        def record(module, inputs, output):
+            m = output.detach().abs().flatten(0, -2).amax(0).float()
+            ranges[layer] = m if layer not in ranges else torch.maximum(ranges[layer], m)
+        return record
+
+    for name, module in model.encoder.named_modules():
+        match = _LAYER.search(name)
+        if match:
+            handles.append(module.register_forward_hook(hook(int(match.group(1)))))
+    if not handles:
+        raise StanceError("the encoder has no '.layer.<i>.intermediate' modules to calibrate")
+    # a model trained with document-context features needs them in its batches; they feed only the
+    # stance head, so the encoder's activations do not depend on them (each text is its own document)
+    extra = {"context": True} if getattr(model.config, "context_features", 0) else {}
+    encoder = ParagraphEncoder(tokenizer_file(model.config), model.codebook, max_length=model.config.max_length,
+                               overlap=model.config.overlap, **extra)
+    training = model.training
+    try:
+        Predictor(encoder, TorchBackend(model), batch_size).predict(list(texts))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(training)
+    return {layer: ranges[layer].numpy().astype(np.float32) for layer in sorted(ranges)}
+
+
+def save_activation_ranges(ranges: dict[int, np.ndarray], path: str | Path, n_texts: int = 0) -> Path:
+    from safetensors.numpy import save
+
+    path = Path(path)
+    tensors = {f"layer.{i}": np.ascontiguousarray(r, dtype=np.float32) for i, r in sorted(ranges.items())}
+    data = save(tensors, metadata={"format": _FORMAT, "n_texts": str(n_texts),
+                                   "what": "max |input| of each FFN output projection, per channel"})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # a half-written file never looks finished
+    return path
+
+
+def load_activation_ranges(path: str | Path) -> dict[int, np.ndarray]:
+    from safetensors import safe_open
+
+    path = Path(path)
+    out = {}
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if (f.metadata() or {}).get("format") != _FORMAT:
+                raise StanceError(f"{path}: not an int8 calibration file of format {_FORMAT}")
+            for key in f.keys():
+                match = re.fullmatch(r"layer\.(\d+)", key)
+                if not match:
+                    raise StanceError(f"{path}: unexpected key {key!r}")
+                out[int(match.group(1))] = f.get_tensor(key).astype(np.float32)
+    except StanceError:
+        raise
+    except Exception as e:  # a truncated or foreign file
+        raise StanceError(f"{path}: cannot read the int8 calibration file ({e}); delete it or record it "
+                          "again with stance.calibration.record_activation_ranges") from e
+    return out
+
+
+def record_activation_ranges(model_or_folder, texts: list[str], folder: str | Path | None = None,
+                             max_texts: int = MAX_TEXTS, batch_size: int = 32) -> Path:
+    """Record the int8 calibration ranges and write ``int8_calibration.safetensors``.
+
+    ``model_or_folder``: a model folder (loaded with torch; the file goes into it unless
+    ``folder`` says otherwise) or an in-memory ``StanceModel`` (then ``folder`` is required).
+    ``texts``: paragraphs like those the model will label, e.g. its training texts; at most
+    ``max_texts`` of them, evenly spaced, are used. For an existing folder::
+
+        import json
+        from stance.calibration import record_activation_ranges
+        texts = [json.loads(l)["text"] for l in open("seeds/corpus/train.jsonl") if l.strip()]
+        record_activation_ranges("models/default", texts)
+
+    The int8 ONNX cache of that folder is rebuilt on its next use (the file is part of its key).
+    """
+    if isinstance(model_or_folder, (str, Path)):
+        from .model import StanceModel
+
+        folder = Path(folder) if folder is not None else Path(model_or_folder)
+        model = StanceModel.from_pretrained(model_or_folder)
+    else:
+        if folder is None:
+            raise StanceError("record_activation_ranges needs a folder to write to when given a model")
+        model, folder = model_or_folder, Path(folder)
+    chosen = calibration_texts(list(texts), max_texts)
+    ranges = activation_ranges(model, chosen, batch_size)
+    return save_activation_ranges(ranges, folder / CALIBRATION_FILE, n_texts=len(chosen))
