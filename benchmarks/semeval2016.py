@@ -132,8 +132,9 @@ def run_seed(seed: int, paths: dict, records: dict, workdir: Path, tiny: bool = 
     from stance.train import TrainConfig, train_to_folder
 
     codebook = Codebook.load(CODEBOOK)
+    # each tweet is a document of its own, so there is no document context to read
     options = dict(seed=seed, select_on="stance_pooled_f_avg", lexical_char_ngrams=(2, 5), max_length=128,
-                   progress=False)
+                   document_context=False, progress=False)
     if tiny:
         options.update(base="random", encoder_config=TINY_ENCODER, lora_r=4, epochs=1)
     if epochs:

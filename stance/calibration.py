@@ -67,9 +67,8 @@ def activation_ranges(model, texts: list[str], batch_size: int = 32) -> dict[int
         raise StanceError("the encoder has no '.layer.<i>.intermediate' modules to calibrate")
     # a model trained with document-context features needs them in its batches; they feed only the
     # stance head, so the encoder's activations do not depend on them (each text is its own document)
-    extra = {"context": True} if getattr(model.config, "context_features", 0) else {}
     encoder = ParagraphEncoder(tokenizer_file(model.config), model.codebook, max_length=model.config.max_length,
-                               overlap=model.config.overlap, **extra)
+                               overlap=model.config.overlap, context=bool(model.config.context_features))
     training = model.training
     try:
         Predictor(encoder, TorchBackend(model), batch_size).predict(list(texts))

@@ -32,6 +32,7 @@ columns, computed by ``LabelWorker`` actors.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -42,6 +43,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from .encoding import DocumentContext
 from .errors import StanceError
 from .inputs import InputError, Item, ReadOptions, Stats, expand_inputs, is_input_file, read_items
 from .labeling import (
@@ -107,7 +109,8 @@ class LabelWorker(_Worker):
     """``label_dataset``'s worker: adds the label columns to a batch of rows (a pyarrow Table).
 
     Rows whose text is a non-empty string are labelled; other rows get nulls. Every input column
-    is kept (one that clashes with a label column is replaced).
+    is kept (one that clashes with a label column is replaced). Each row is read on its own: a
+    Dataset's batches come in no order that document context could be carried through.
     """
 
     def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 1,
@@ -147,12 +150,14 @@ class ChunkWorker(_Worker):
         import pyarrow as pa
 
         out, began, seconds = [], [], []
-        for payload in batch.column("items").to_pylist():
+        for payload, state in zip(batch.column("items").to_pylist(), batch.column("context").to_pylist()):
             began.append(time.time())
             started = time.perf_counter()
             records = pickle.loads(payload)
             good = [r for r in records if r["problem"] is None]
-            for r, labels in zip(good, self.labeler.rows([r["text"] for r in good])):
+            context = DocumentContext.from_state(len(self.labeler.codebook.actors), json.loads(state))
+            for r, labels in zip(good, self.labeler.rows([r["text"] for r in good], doc_ids=[r["doc_id"] for r in good],
+                                                         context=context)):
                 r["labels"] = labels
             out.append(pickle.dumps(records))
             seconds.append(time.perf_counter() - started)
@@ -267,7 +272,7 @@ def _file_records(f: int, path: str, opts: ReadOptions):
         yield last
 
 
-def _read_chunks(batch, opts: ReadOptions, done: _Done, cwd: str, chunk_size: int):
+def _read_chunks(batch, opts: ReadOptions, done: _Done, cwd: str, chunk_size: int, context_model: str | None = None):
     """The read task: every item of every file in input order, minus those in written shards, cut
     into chunks of ``chunk_size`` items, one row each. A chunk never spans a written shard, so a
     redone shard is cut into the same chunks as in a run that was never interrupted.
@@ -277,22 +282,39 @@ def _read_chunks(batch, opts: ReadOptions, done: _Done, cwd: str, chunk_size: in
     import pyarrow as pa
 
     files, paths = batch.column("file")[0].as_py(), batch.column("path")[0].as_py()
+    # For a model that reads document context, each chunk carries the context at its start (what
+    # the document's earlier paragraphs named), as the local engine carries it from chunk to chunk.
+    context = None
+    if context_model is not None:
+        from .encoding import DocumentContext, named_actors
+        from .folder import read_model_folder
+
+        codebook = read_model_folder(Path(context_model))[1]
+        context = DocumentContext(len(codebook.actors))
 
     chunk: list[dict] = []
     number = 0
+    start_state = None
 
     def row():
         nonlocal chunk, number
-        table = pa.table({"chunk": [number], "items": pa.array([pickle.dumps(chunk)], pa.binary())})
+        table = pa.table({"chunk": [number], "items": pa.array([pickle.dumps(chunk)], pa.binary()),
+                          "context": [json.dumps(start_state)]})
         chunk, number = [], number + 1
         return table
 
     with _in_dir(cwd):
         for f, path in zip(files, paths):
             for record in _file_records(f, path, opts):
-                if (f, record["pos"]) in done:
-                    if chunk:
-                        yield row()
+                written = (f, record["pos"]) in done
+                if written and chunk:
+                    yield row()
+                if context is not None:
+                    if not written and not chunk:
+                        start_state = context.state()
+                    if record["problem"] is None:  # bad items are skipped, as in the local engine
+                        context.features([named_actors(record["text"], codebook)], [record["doc_id"]])
+                if written:
                     continue
                 chunk.append(record)
                 if len(chunk) == chunk_size:
@@ -310,7 +332,11 @@ def _label_chunks(ray, files: list[Path], opts: ReadOptions, done: _Done, skip_f
     # one read task keeps the input order and the local engine's chunks; it takes no CPU slot, so it
     # never waits behind the workers, and it runs where the driver is, so the inputs need only be there
     ds = ray.data.from_items([{"file": [t["file"] for t in todo], "path": [t["path"] for t in todo]}])
-    ds = ds.map_batches(_read_chunks, fn_kwargs=dict(opts=opts, done=done, cwd=os.getcwd(), chunk_size=chunk_size),
+    from .folder import read_model_folder
+
+    context_model = str(folder) if read_model_folder(Path(folder))[0].context_features else None
+    ds = ds.map_batches(_read_chunks, fn_kwargs=dict(opts=opts, done=done, cwd=os.getcwd(), chunk_size=chunk_size,
+                                                     context_model=context_model),
                         batch_size=None, batch_format="pyarrow", num_cpus=0,
                         label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()},
                         fallback_strategy=[{"label_selector": {}}])

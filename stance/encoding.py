@@ -20,6 +20,62 @@ class Window:
     item: int  # index of the paragraph this window belongs to
     ids: np.ndarray  # token ids with [CLS] ... [SEP]
     actor_mask: np.ndarray  # (n_actors, len(ids)) 1.0 where a token is part of a reference
+    context: np.ndarray | None = None  # (n_actors, len(CONTEXT_FEATURES)) for models that use it
+
+
+# What the stance head learns about the rest of the document, per actor. Real articles name an
+# actor once and then say "he", "the president" or "the Kremlin leader" for paragraphs; these
+# features cost no encoder pass, only the alias matcher on the paragraphs already being labelled.
+CONTEXT_FEATURES = ("named_in_previous_paragraph", "named_earlier_in_document", "has_previous_paragraph")
+
+
+def named_actors(text: str, codebook: Codebook) -> np.ndarray:
+    """(n_actors,) bool: the actors the alias matcher finds in a (raw) paragraph."""
+    return np.array([bool(spans) for spans in find_references(codebook.normalize(text), codebook).values()])
+
+
+class DocumentContext:
+    """Per actor, whether earlier paragraphs of the same document named it.
+
+    Paragraphs must arrive in document order; a new ``doc_id`` starts a new document. The state
+    carries from one call to the next (and through ``state()``/``from_state`` into a checkpoint),
+    so a corpus labelled in chunks, or interrupted and resumed, gets the features it would get
+    labelled whole. Without document ids every paragraph is a document of its own.
+    """
+
+    def __init__(self, n_actors: int):
+        self.n_actors = n_actors
+        self.doc_id: str | None = None
+        self.previous = np.zeros(n_actors, dtype=bool)
+        self.earlier = np.zeros(n_actors, dtype=bool)
+
+    def features(self, named: list[np.ndarray], doc_ids) -> np.ndarray:
+        """``named[i]``: (n_actors,) bool, the actors paragraph i names. Returns (n, n_actors, 3)."""
+        out = np.zeros((len(named), self.n_actors, len(CONTEXT_FEATURES)), dtype=np.float32)
+        for i, here in enumerate(named):
+            doc = None if doc_ids is None else doc_ids[i]
+            if doc is None or doc != self.doc_id:
+                self.doc_id, self.previous[:], self.earlier[:] = doc, False, False
+            else:
+                out[i, :, 0] = self.previous
+                out[i, :, 1] = self.earlier & ~self.previous
+                out[i, :, 2] = 1.0
+            self.earlier |= self.previous
+            self.previous = np.asarray(here, dtype=bool).copy()
+        return out
+
+    def state(self) -> dict:
+        return {"doc_id": self.doc_id, "previous": self.previous.astype(int).tolist(),
+                "earlier": self.earlier.astype(int).tolist()}
+
+    @classmethod
+    def from_state(cls, n_actors: int, state: dict | None) -> "DocumentContext":
+        ctx = cls(n_actors)
+        if state:
+            ctx.doc_id = state["doc_id"]
+            ctx.previous = np.asarray(state["previous"], dtype=bool)
+            ctx.earlier = np.asarray(state["earlier"], dtype=bool)
+        return ctx
 
 
 class ParagraphEncoder:
@@ -30,7 +86,7 @@ class ParagraphEncoder:
     """
 
     def __init__(self, tokenizer_file: str | Path, codebook: Codebook, max_length: int = 256,
-                 overlap: int = 64):
+                 overlap: int = 64, context: bool = False):
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -41,25 +97,32 @@ class ParagraphEncoder:
             raise ValueError("max_length must be at least 16 tokens")
         self.max_length = max_length
         self.overlap = min(overlap, max_length // 2)
+        self.context = context  # add document-context features (models trained with them)
         vocab = self.tokenizer.get_vocab()
         self.cls_id = vocab.get("[CLS]", 101)
         self.sep_id = vocab.get("[SEP]", 102)
         self.pad_id = vocab.get("[PAD]", 0)
 
-    def encode(self, texts: list[str], max_windows: int | None = None) -> list[Window]:
+    def encode(self, texts: list[str], max_windows: int | None = None, doc_ids=None,
+               context: DocumentContext | None = None) -> list[Window]:
         """Windows for each text, in order; ``max_windows=1`` keeps only the first (training).
-        Texts are read as the codebook's ``text_normalization`` says."""
+        Texts are read as the codebook's ``text_normalization`` says. With context features on,
+        ``doc_ids`` (texts in document order) and ``context`` (state carried from earlier calls)
+        give each paragraph what its document's earlier paragraphs named."""
         texts = [self.codebook.normalize(t) for t in texts]
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         n_actors = len(self.codebook.actors)
         body = self.max_length - 2
         step = body - self.overlap
         out: list[Window] = []
+        named = []
         for item, (text, enc) in enumerate(zip(texts, encodings)):
             ids = np.asarray(enc.ids, dtype=np.int64)
             offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
             token_mask = np.zeros((n_actors, len(ids)), dtype=np.float32)
-            for a, spans in enumerate(find_references(text, self.codebook).values()):
+            references = list(find_references(text, self.codebook).values())
+            named.append(np.array([bool(spans) for spans in references]))
+            for a, spans in enumerate(references):
                 for start, end in spans:
                     token_mask[a, (offsets[:, 0] < end) & (offsets[:, 1] > start)] = 1.0
             starts = list(range(0, max(len(ids) - self.overlap, 1), step)) or [0]
@@ -72,6 +135,10 @@ class ParagraphEncoder:
                 full_mask = np.zeros((n_actors, len(full_ids)), dtype=np.float32)
                 full_mask[:, 1:1 + len(piece)] = mask
                 out.append(Window(item, full_ids, full_mask))
+        if self.context:
+            features = (context or DocumentContext(n_actors)).features(named, doc_ids)
+            for w in out:
+                w.context = features[w.item]
         return out
 
     def collate(self, windows: list[Window]) -> dict[str, np.ndarray]:
@@ -85,7 +152,10 @@ class ParagraphEncoder:
             input_ids[i, :len(w.ids)] = w.ids
             attention[i, :len(w.ids)] = 1
             actor_mask[i, :, :len(w.ids)] = w.actor_mask
-        return {"input_ids": input_ids, "attention_mask": attention, "actor_mask": actor_mask}
+        batch = {"input_ids": input_ids, "attention_mask": attention, "actor_mask": actor_mask}
+        if self.context:
+            batch["context"] = np.stack([w.context for w in windows]).astype(np.float32)
+        return batch
 
 
 def length_sorted_batches(windows: list[Window], batch_size: int) -> list[list[int]]:

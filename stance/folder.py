@@ -36,6 +36,8 @@ class ModelConfig:
                                      "intermediate.dense", "output.dense")
     head_hidden: int = 256
     head_dropout: float = 0.1
+    # document-context features per actor (encoding.CONTEXT_FEATURES); 0 in folders made before them
+    context_features: int = 0
     thresholds: dict[str, float] = field(default_factory=dict)
     # how much of the lexical model's probability is mixed in, per task (0: encoder alone)
     lexical_weights: dict[str, float] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from .errors import StanceError
 from .lexical import mix
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+MODEL_INPUTS = ("input_ids", "attention_mask", "actor_mask", "context")  # "context": models that use it
 
 
 @dataclass
@@ -43,9 +44,7 @@ class TorchBackend:
     def __call__(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         torch = self.torch
         with torch.inference_mode():
-            frames, stance = self.model(torch.from_numpy(batch["input_ids"]),
-                                        torch.from_numpy(batch["attention_mask"]),
-                                        torch.from_numpy(batch["actor_mask"]))
+            frames, stance = self.model(*(torch.from_numpy(batch[k]) for k in MODEL_INPUTS if k in batch))
             return torch.sigmoid(frames).numpy(), torch.softmax(stance, dim=-1).numpy()
 
 
@@ -75,13 +74,15 @@ class Predictor:
         self.lexical = lexical
         self.lexical_weights = lexical_weights or {}
 
-    def predict(self, texts: list[str], progress=None) -> Probabilities:
+    def predict(self, texts: list[str], progress=None, doc_ids=None, context=None) -> Probabilities:
+        """``doc_ids`` and ``context`` (a ``DocumentContext``) matter only to models that use
+        document context; see ``ParagraphEncoder.encode``."""
         codebook = self.encoder.codebook
         n_f, n_a, n_v = len(codebook.frames), len(codebook.actors), len(codebook.stance_values)
         if not texts:
             return Probabilities(np.zeros((0, n_f), np.float32), np.zeros((0, n_a, n_v), np.float32),
                                  np.zeros(0, np.int64))
-        windows = self.encoder.encode(texts)
+        windows = self.encoder.encode(texts, doc_ids=doc_ids, context=context)
         frame_p = np.zeros((len(windows), n_f), dtype=np.float32)
         stance_p = np.zeros((len(windows), n_a, n_v), dtype=np.float32)
         for idx in length_sorted_batches(windows, self.batch_size):
@@ -324,14 +325,17 @@ def export_onnx(folder: Path, out: Path) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, actor_mask):
-            frames, stance = self.inner(input_ids, attention_mask, actor_mask)
+        def forward(self, *inputs):
+            frames, stance = self.inner(*inputs)
             return torch.sigmoid(frames), torch.softmax(stance, dim=-1)
 
     n_actors = len(model.codebook.actors)
     ids = torch.ones((2, 12), dtype=torch.long)
     mask = torch.ones((2, 12), dtype=torch.long)
     actor_mask = torch.zeros((2, n_actors, 12), dtype=torch.float32)
+    example = (ids, mask, actor_mask)
+    if model.n_context:
+        example += (torch.zeros((2, n_actors, model.n_context), dtype=torch.float32),)
     tmp = out.with_suffix(".tmp.onnx")
     import warnings
 
@@ -339,7 +343,7 @@ def export_onnx(folder: Path, out: Path) -> None:
         # the tracer warns about shape-dependent Python branches in transformers; the tests check
         # that the exported graph matches torch across batch sizes and padding
         warnings.simplefilter("ignore")
-        _export(torch, WithProbabilities(model), (ids, mask, actor_mask), tmp)
+        _export(torch, WithProbabilities(model), example, tmp)
         _fuse(tmp, model.encoder.config)
     tmp.replace(out)  # a half-written export never looks finished
 
@@ -359,11 +363,13 @@ def _fuse(path: Path, encoder_config) -> None:
 
 
 def _export(torch, module, example, path) -> None:
+    inputs = list(MODEL_INPUTS[:len(example)])
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "actor_mask": {0: "batch", 2: "tokens"}, "context": {0: "batch"}, "frame_probs": {0: "batch"},
+            "stance_probs": {0: "batch"}}
     torch.onnx.export(
         module, example, str(path), dynamo=False, opset_version=17,
-        input_names=["input_ids", "attention_mask", "actor_mask"],
+        input_names=inputs,
         output_names=["frame_probs", "stance_probs"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                      "actor_mask": {0: "batch", 2: "tokens"}, "frame_probs": {0: "batch"},
-                      "stance_probs": {0: "batch"}},
+        dynamic_axes={k: v for k, v in axes.items() if k in inputs or k.endswith("_probs")},
     )

@@ -50,7 +50,7 @@ class Labeler:
         self.backend_name = backend_name
         self.thresholds = dict(config.thresholds)
         self.encoder = ParagraphEncoder(tokenizer_file(config), codebook, max_length=config.max_length,
-                                        overlap=config.overlap)
+                                        overlap=config.overlap, context=bool(config.context_features))
         from .lexical import LexicalModel
 
         self.predictor = Predictor(self.encoder, backend, batch_size, LexicalModel.load(folder, codebook),
@@ -84,11 +84,14 @@ class Labeler:
         return cls(folder, saved_codebook, config, backend, runner, batch_size, progress)
 
     # -- core -------------------------------------------------------------------------------
-    def predict(self, texts: list[str], progress: bool | None = None) -> Probabilities:
+    def predict(self, texts: list[str], progress: bool | None = None, doc_ids=None, context=None) -> Probabilities:
+        """Probabilities for paragraphs. ``doc_ids`` (paragraphs in document order) lets a model
+        trained with document context see what earlier paragraphs named; ``context`` (an
+        ``encoding.DocumentContext``) carries that across calls for a corpus fed in chunks."""
         texts = list(texts)
         with _progress_bar(len(texts), self.progress if progress is None else progress, "labelling") as bar:
             # the bar counts windows, which equals paragraphs for all but the longest ones
-            return self.predictor.predict(texts, progress=bar.update)
+            return self.predictor.predict(texts, progress=bar.update, doc_ids=doc_ids, context=context)
 
     def check(self, actors=None, frames=None) -> tuple[list[str], list[str]]:
         """Validate a choice of actors and frames against the model's codebook."""
@@ -96,9 +99,10 @@ class Labeler:
         frames = self.codebook.check_frames(frames) if frames else self.codebook.frame_ids
         return actors, frames
 
-    def rows(self, texts: list[str], progress: bool | None = None) -> list[dict]:
-        """Flat label rows (one dict per text) without pandas."""
-        probs = self.predict(texts, progress)
+    def rows(self, texts: list[str], progress: bool | None = None, doc_ids=None, context=None) -> list[dict]:
+        """Flat label rows (one dict per text) without pandas; ``doc_ids`` and ``context`` as in
+        ``predict``."""
+        probs = self.predict(texts, progress, doc_ids, context)
         stance, frames = decide(probs, self.codebook, self.thresholds)
         cb = self.codebook
         out = []
@@ -116,8 +120,12 @@ class Labeler:
             out.append(row)
         return out
 
-    def label(self, texts, ids=None, progress: bool | None = None):
-        """Label paragraphs; a DataFrame with ``id``, ``text`` and the label columns."""
+    def label(self, texts, ids=None, progress: bool | None = None, doc_ids=None):
+        """Label paragraphs; a DataFrame with ``id``, ``text`` and the label columns.
+
+        Give ``doc_ids`` when the texts are consecutive paragraphs of documents (a ``doc_id``
+        column is added): a pronoun or title then resolves to an actor named earlier in the
+        document. Without them each text is read on its own."""
         import pandas as pd
 
         if isinstance(texts, str):
@@ -125,26 +133,37 @@ class Labeler:
         texts = list(texts)
         _check_texts(texts)
         ids = list(ids) if ids is not None else list(range(len(texts)))
-        df = pd.DataFrame(self.rows(texts, progress))
+        if doc_ids is not None:
+            doc_ids = list(doc_ids)
+            if len(doc_ids) != len(texts):
+                raise StanceError(f"{len(doc_ids)} doc_ids for {len(texts)} texts")
+        df = pd.DataFrame(self.rows(texts, progress, doc_ids))
         df.insert(0, "text", texts)
+        if doc_ids is not None:
+            df.insert(0, "doc_id", doc_ids)
         df.insert(0, "id", ids)
         return df
 
-    def label_frame(self, df, text_col: str = "text", progress: bool | None = None):
-        """Label a DataFrame's text column; every other column is carried through unchanged."""
+    def label_frame(self, df, text_col: str = "text", progress: bool | None = None, doc_col: str | None = "doc_id"):
+        """Label a DataFrame's text column; every other column is carried through unchanged.
+
+        Rows are read as consecutive paragraphs of the documents named in ``doc_col`` where the
+        frame has that column (see ``label``); ``doc_col=None`` reads each row on its own."""
         import pandas as pd
 
         if text_col not in df.columns:
             raise StanceError(f"no column {text_col!r}; the columns are: {', '.join(map(str, df.columns))}")
         texts = df[text_col].tolist()
         _check_texts(texts, what=f"column {text_col!r}, row")
-        labels = pd.DataFrame(self.rows([str(t) for t in texts], progress), index=df.index)
+        doc_ids = ([None if pd.isna(d) else str(d) for d in df[doc_col].tolist()]  # a missing id: its own document
+                   if doc_col and doc_col in df.columns else None)
+        labels = pd.DataFrame(self.rows([str(t) for t in texts], progress, doc_ids), index=df.index)
         clash = [c for c in labels.columns if c in df.columns]
         return pd.concat([df.drop(columns=clash), labels], axis=1)
 
     def predict_records(self, records) -> list[dict]:
         """Predictions for annotation records, in the codebook's label format."""
-        probs = self.predict([r.text for r in records])
+        probs = self.predict([r.text for r in records], doc_ids=[r.doc_id for r in records])
         stance, frames = decide(probs, self.codebook, self.thresholds)
         return [{"id": r.id, "doc_id": r.doc_id, "stance": s, "frames": f}
                 for r, s, f in zip(records, stance, frames)]

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from .encoding import DocumentContext
 from .errors import StanceError
 from .inputs import TABLE_SUFFIXES, InputError, ReadOptions, Stats, expand_inputs, read_items, table_columns
 
@@ -272,6 +273,9 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
         writer = _ParquetWriter(output, columns, state["size"] if state else None)
     else:
         writer = AppendWriter(output, fmt, columns, labeler.nested, state["size"] if state else None)
+    # what earlier paragraphs of the current document named, carried across chunks and through
+    # the checkpoint, so a resumed run reads each paragraph exactly as an uninterrupted one
+    context = DocumentContext.from_state(len(labeler.codebook.actors), state.get("context") if state else None)
     stats = Stats()
     consumed = 0
     pending: list = []
@@ -284,14 +288,15 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
         good = [it for it in pending if it.error is None]
         rows = []
         if good:
-            for it, lab in zip(good, labeler.rows([it.text for it in good])):
+            for it, lab in zip(good, labeler.rows([it.text for it in good], doc_ids=[it.doc_id for it in good],
+                                                  context=context)):
                 rows.append(output_row(it, lab))
                 counts["flagged"] += int(not lab["english"])
             writer.write(rows)
         counts["labelled"] += len(rows)
         bar.update(len(pending))
         checkpoint.save({"signature": signature, "sizes": sizes, "consumed": consumed_before + consumed,
-                         "size": writer.size, "counts": counts})
+                         "size": writer.size, "counts": counts, "context": context.state()})
         pending = []
 
     try:

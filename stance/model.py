@@ -7,7 +7,9 @@ codebook, thresholds and config, so it stays small enough to commit. Weights are
 The stance head is shared by all actors. It sees the paragraph, the tokens where the actor is
 referred to, an attention summary of the paragraph steered by the actor, and the actor's own
 vector (the encoded name and description plus a learned offset), so a new actor in a
-researcher's codebook needs no new architecture.
+researcher's codebook needs no new architecture. Models trained with document context also see,
+per actor, whether the document's earlier paragraphs named it (``encoding.CONTEXT_FEATURES``),
+which is how "he" or "the Kremlin leader" three paragraphs after the name is resolved.
 """
 from __future__ import annotations
 
@@ -123,8 +125,9 @@ class StanceModel(nn.Module):
         self.frame_head = nn.Sequential(nn.Dropout(d), nn.Linear(3 * hidden, config.head_hidden), nn.GELU(),
                                         nn.Dropout(d), nn.Linear(config.head_hidden, 1))
         self.frame_bias = nn.Parameter(torch.zeros(n_frames))
+        self.n_context = config.context_features
         self.stance_head = nn.Sequential(
-            nn.Dropout(d), nn.Linear(4 * hidden + 2, config.head_hidden), nn.GELU(),
+            nn.Dropout(d), nn.Linear(4 * hidden + 2 + self.n_context, config.head_hidden), nn.GELU(),
             nn.Dropout(d), nn.Linear(config.head_hidden, n_values))
         self.actor_value_bias = nn.Parameter(torch.zeros(n_actors, n_values))
         self.n_frames = n_frames
@@ -139,7 +142,7 @@ class StanceModel(nn.Module):
         return torch.einsum("bqt,bth->bqh", torch.softmax(scores, dim=-1), h)
 
     # forward takes and returns plain tensors so that it exports to ONNX as one graph.
-    def forward(self, input_ids, attention_mask, actor_mask):
+    def forward(self, input_ids, attention_mask, actor_mask, context=None):
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         paragraph = _masked_mean(h, attention_mask)  # (B, H)
         b = input_ids.shape[0]
@@ -162,7 +165,7 @@ class StanceModel(nn.Module):
             paragraph.unsqueeze(1).expand(b, a, -1), span_mean, attended,
             actors.unsqueeze(0).expand(b, a, -1),
             (span_count > 0).to(h.dtype).unsqueeze(-1), torch.log1p(span_count).unsqueeze(-1),
-        ], dim=-1)
+        ] + ([context.to(h.dtype)] if self.n_context else []), dim=-1)
         stance_logits = self.stance_head(features) + self.actor_value_bias
         return frame_logits, stance_logits
 

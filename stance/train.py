@@ -17,7 +17,7 @@ import numpy as np
 
 from .codebook import Codebook
 from .data import Record
-from .encoding import ParagraphEncoder
+from .encoding import CONTEXT_FEATURES, ParagraphEncoder
 
 
 # Dev figures a run can be selected on: "primary" is the mean of frame macro-F1, stance macro-F1
@@ -42,6 +42,9 @@ class TrainConfig:
     lexical: bool = True  # fit the TF-IDF side and mix it in where dev says it helps
     lexical_grid: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
     lexical_char_ngrams: tuple[int, int] | None = None  # e.g. (2, 5) for short, noisy texts
+    # per actor, whether the document's earlier paragraphs named it (files list each document's
+    # paragraphs in order); off for corpora of single texts such as tweets
+    document_context: bool = True
     select_on: str = "primary"  # the dev figure for early stopping and the mix; see SELECTION_METRICS
     tune_thresholds: bool = True
     min_dev_positives: int = 25  # below this, a frame keeps the 0.5 threshold
@@ -156,7 +159,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     import torch
     from torch import nn
 
-    from .inference import Predictor, TorchBackend, decide
+    from .inference import MODEL_INPUTS, Predictor, TorchBackend, decide
     from .metrics import score
     from .model import ModelConfig, StanceModel, tokenizer_file
 
@@ -167,11 +170,13 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     set_seed(config.seed)
     started = time.time()
     mconfig = ModelConfig(base=config.base, encoder_config=config.encoder_config,
-                          max_length=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha)
+                          max_length=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                          context_features=len(CONTEXT_FEATURES) if config.document_context else 0)
     model = StanceModel.create(codebook, mconfig)
     encoder = ParagraphEncoder(tokenizer_file(mconfig), codebook, max_length=config.max_length,
-                               overlap=mconfig.overlap)
-    windows = encoder.encode([r.text for r in train_records], max_windows=1)
+                               overlap=mconfig.overlap, context=config.document_context)
+    windows = encoder.encode([r.text for r in train_records], max_windows=1,
+                             doc_ids=[r.doc_id for r in train_records])
     stance_y, frame_y = _targets(train_records, codebook)
     weights = torch.from_numpy(class_weights(stance_y, len(codebook.value_ids), config.class_weight_power))
     n_actors, n_values = stance_y.shape[1], len(codebook.value_ids)
@@ -209,7 +214,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
         running = 0.0
         for step, idx in enumerate(_batches(lengths, config.batch_size, rng), 1):
             batch = {k: torch.from_numpy(v) for k, v in encoder.collate([windows[i] for i in idx]).items()}
-            frame_logits, stance_logits = model(batch["input_ids"], batch["attention_mask"], batch["actor_mask"])
+            frame_logits, stance_logits = model(*(batch[k] for k in MODEL_INPUTS if k in batch))
             y = torch.from_numpy(stance_y[idx])
             flat = y.reshape(-1)
             ce = nn.functional.cross_entropy(stance_logits.reshape(-1, n_values), flat, reduction="none",
@@ -229,7 +234,8 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
         bar.close()
         entry = {"epoch": epoch, "train_loss": running / steps_per_epoch}
         if dev_records:
-            probs = Predictor(encoder, TorchBackend(model)).predict([r.text for r in dev_records])
+            probs = Predictor(encoder, TorchBackend(model)).predict([r.text for r in dev_records],
+                                                                    doc_ids=[r.doc_id for r in dev_records])
             stance, frames = decide(probs, codebook, {})
             pred = [{"id": r.id, "stance": s, "frames": f} for r, s, f in zip(dev_records, stance, frames)]
             dev = score(dev_gold, pred, codebook, n_boot=0)

@@ -16,7 +16,9 @@ from stance.labeling import Checkpoint, run_label
 
 
 def _table(tmp_path, n=60, name="in.jsonl"):
-    rows = [{"id": f"r{i}", "text": r["text"], "outlet": f"outlet{i % 3}", "date": f"2024-01-{i % 28 + 1:02d}"}
+    # five paragraphs a document, so chunks and a resumed run cut documents in the middle
+    rows = [{"id": f"r{i}", "doc_id": f"doc{i // 5}", "text": r["text"], "outlet": f"outlet{i % 3}",
+             "date": f"2024-01-{i % 28 + 1:02d}"}
             for i, r in enumerate(synthetic_records(n, seed=5))]
     path = tmp_path / name
     if name.endswith(".jsonl"):
