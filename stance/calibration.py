@@ -15,6 +15,7 @@ the older way (see ``stance.inference.quantize_int8``).
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .errors import StanceError
 CALIBRATION_FILE = "int8_calibration.safetensors"
 MAX_TEXTS = 1000
 _FORMAT = "1"
+_META_KEY = "int8_calibration"
 _LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.intermediate$")
 
 
@@ -84,12 +86,21 @@ def save_activation_ranges(ranges: dict[int, np.ndarray], path: str | Path, n_te
 
     path = Path(path)
     tensors = {f"layer.{i}": np.ascontiguousarray(r, dtype=np.float32) for i, r in sorted(ranges.items())}
-    data = save(tensors, metadata={"format": _FORMAT, "n_texts": str(n_texts),
-                                   "what": "max |input| of each FFN output projection, per channel"})
+    # one metadata key: safetensors writes several in a random order, and a retrain with the same
+    # seed must give the same bytes
+    about = {"format": _FORMAT, "n_texts": n_texts, "what": "max |input| of each FFN output projection, per channel"}
+    data = save(tensors, metadata={_META_KEY: json.dumps(about, sort_keys=True)})
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)  # a half-written file never looks finished
     return path
+
+
+def _about(metadata: dict | None) -> dict:
+    try:
+        return json.loads((metadata or {}).get(_META_KEY, "{}"))
+    except ValueError:
+        return {}
 
 
 def load_activation_ranges(path: str | Path) -> dict[int, np.ndarray]:
@@ -99,7 +110,7 @@ def load_activation_ranges(path: str | Path) -> dict[int, np.ndarray]:
     out = {}
     try:
         with safe_open(str(path), framework="numpy") as f:
-            if (f.metadata() or {}).get("format") != _FORMAT:
+            if _about(f.metadata()).get("format") != _FORMAT:
                 raise StanceError(f"{path}: not an int8 calibration file of format {_FORMAT}")
             for key in f.keys():
                 match = re.fullmatch(r"layer\.(\d+)", key)

@@ -72,7 +72,10 @@ def test_calibration_file_round_trips_as_safetensors(tmp_path):
     raw = path.read_bytes()
     header = int.from_bytes(raw[:8], "little")
     meta = json.loads(raw[8:8 + header])  # a safetensors header, not a pickle
-    assert set(meta) == {"__metadata__", "layer.0", "layer.3"} and meta["__metadata__"]["n_texts"] == "7"
+    assert set(meta) == {"__metadata__", "layer.0", "layer.3"}
+    assert json.loads(meta["__metadata__"]["int8_calibration"])["n_texts"] == 7
+    # the same ranges give the same bytes, so a retrain reproduces the folder exactly
+    assert save_activation_ranges(ranges, tmp_path / "again.safetensors", n_texts=7).read_bytes() == raw
     back = load_activation_ranges(path)
     assert sorted(back) == [0, 3]
     for k in ranges:
