@@ -25,12 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "seeds" / "corpus"
 
 
-def corpus_texts(split: str | None = None) -> list[str]:
+def corpus_texts(split: str | None = None) -> tuple[list[str], list[str]]:
+    """Texts and their document ids, documents whole and in order (so document context is read)."""
     files = [CORPUS / f"{split}.jsonl"] if split else sorted(CORPUS.glob("*.jsonl"))
-    texts = []
+    texts, doc_ids = [], []
     for f in files:
-        texts += [json.loads(line)["text"] for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return texts
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                texts.append(record["text"])
+                doc_ids.append(record["doc_id"])
+    return texts, doc_ids
 
 
 def worker(args) -> None:
@@ -41,16 +46,20 @@ def worker(args) -> None:
     labeler = Labeler.from_pretrained(args.model, backend=args.backend, batch_size=args.batch_size,
                                       progress=False, log=lambda m: None)
     load = time.perf_counter() - t0
-    texts = corpus_texts()
-    texts = (texts * (args.n // len(texts) + 1))[: args.n]
-    labeler.rows(texts[:64])  # warm-up
+    texts, doc_ids = corpus_texts()
+    repeat = args.n // len(texts) + 1
+    texts, doc_ids = (texts * repeat)[: args.n], (doc_ids * repeat)[: args.n]
+    labeler.rows(texts[:64], doc_ids=doc_ids[:64])  # warm-up
     t1 = time.perf_counter()
-    rows = labeler.rows(texts)
+    rows = labeler.rows(texts, doc_ids=doc_ids)
     seconds = time.perf_counter() - t1
     decisions = None
     if args.decisions:
-        decisions = {split: [{k: v for k, v in r.items() if k.startswith(("stance_", "frame_"))}
-                             for r in labeler.rows(corpus_texts(split))] for split in ("dev", "test")}
+        decisions = {}
+        for split in ("dev", "test"):
+            split_texts, split_docs = corpus_texts(split)
+            decisions[split] = [{k: v for k, v in r.items() if k.startswith(("stance_", "frame_"))}
+                                for r in labeler.rows(split_texts, doc_ids=split_docs)]
     tokens = [len(labeler.encoder.tokenizer.encode(t).ids) for t in texts[:2000]]
     print(json.dumps({"backend": args.backend, "load_s": load, "n": len(rows), "seconds": seconds,
                       "per_s": len(rows) / seconds, "median_tokens": statistics.median(tokens),
@@ -71,12 +80,13 @@ def agreement(a: list[dict], b: list[dict]) -> tuple[float, float]:
 
 def big_run(model: str, n: int, backend: str) -> dict:
     """`stance label` over n paragraphs from a JSONL file: peak memory of the whole job."""
-    texts = corpus_texts()
+    texts, doc_ids = corpus_texts()
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "big.jsonl"
         with open(inp, "w", encoding="utf-8") as f:
             for i in range(n):
-                f.write(json.dumps({"id": i, "text": texts[i % len(texts)], "outlet": "x"}) + "\n")
+                f.write(json.dumps({"id": i, "doc_id": f"{doc_ids[i % len(texts)]}-{i // len(texts)}",
+                                    "text": texts[i % len(texts)], "outlet": "x"}) + "\n")
         out = Path(tmp) / "out.jsonl"
         t = time.perf_counter()
         # a child of its own, so its peak memory is not mixed with the other runs'

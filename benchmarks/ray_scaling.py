@@ -62,12 +62,13 @@ def main() -> int:
     from stance.distributed import run_label_ray
     from stance.labeling import run_label
 
-    texts = corpus_texts()
-    texts = (texts * (args.n // len(texts) + 1))[: args.n]
+    texts, doc_ids = corpus_texts()
+    repeat = args.n // len(texts) + 1
+    texts, doc_ids = (texts * repeat)[: args.n], (doc_ids * repeat)[: args.n]
     work = Path(tempfile.mkdtemp(prefix="ray_scaling-"))
     corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(texts)),
-                      encoding="utf-8")
+    corpus.write_text("".join(json.dumps({"id": f"p{i}", "doc_id": d, "text": t}) + "\n"
+                              for i, (t, d) in enumerate(zip(texts, doc_ids))), encoding="utf-8")
     common = dict(model=args.model, backend=args.backend, chunk_size=args.chunk_size, progress=False, log=quiet)
     results: dict = {"n": args.n, "backend": args.backend, "chunk_size": args.chunk_size, "cpus": os.cpu_count(),
                      "machine": platform.processor() or platform.machine(), "runs": {}}
