@@ -56,6 +56,8 @@ def test_training_writes_the_calibration_file(tiny_model, tiny_data):
     for r in ranges.values():
         assert r.shape == (64,) and r.dtype == np.float32  # the tiny encoder's intermediate width
         assert np.isfinite(r).all() and (r > 0).all()
+    inputs = load_activation_ranges(tiny_model / CALIBRATION_FILE, "intermediate")
+    assert sorted(inputs) == [0, 1] and all(r.shape == (32,) for r in inputs.values())  # the hidden width
     # recorded from the training texts: recording them again from the saved folder gives the same
     texts = [json.loads(line)["text"] for line in tiny_data["train"].read_text().splitlines() if line.strip()]
     again = activation_ranges(StanceModel.from_pretrained(tiny_model), texts)
@@ -96,6 +98,15 @@ def test_ranges_are_the_max_of_the_ffn_output_projections_input(tiny_model, tmp_
     outs = _run(fp32, _batches(folder, TEXTS, size=64), [n.input[0] for n in ffn])[0][2:]
     want = activation_ranges(StanceModel.from_pretrained(folder), TEXTS, batch_size=64)
     for layer, x in enumerate(outs):
+        np.testing.assert_allclose(np.abs(x).reshape(-1, x.shape[-1]).max(0), want[layer], rtol=1e-4, atol=1e-5)
+    # and the input projections' ranges, the max of what their MatMuls read
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    ups = sorted((n for n in graph.node if n.op_type == "MatMul" and n.name.endswith("/intermediate/dense/MatMul")),
+                 key=lambda n: n.name)
+    assert len(ups) == 2
+    xs = _run(fp32, _batches(folder, TEXTS, size=64), [n.input[0] for n in ups])[0][2:]
+    want = activation_ranges(StanceModel.from_pretrained(folder), TEXTS, batch_size=64, which="intermediate")
+    for layer, x in enumerate(xs):
         np.testing.assert_allclose(np.abs(x).reshape(-1, x.shape[-1]).max(0), want[layer], rtol=1e-4, atol=1e-5)
 
 
@@ -177,7 +188,9 @@ def test_quantisation_with_and_without_the_calibration_file(tiny_model, tmp_path
     int8 = onnx_path(folder, "onnx-int8", log=QUIET)
     g_new = ops(int8)
     assert not _ffn_out(g_new)
-    assert len([n for n in g_new.node if n.op_type == "Mul" and n.name.endswith("_smooth")]) == 2
+    smooth = [n.name for n in g_new.node if n.op_type == "Mul" and n.name.endswith("_smooth")]
+    # the input and the output projection of each of the two layers
+    assert sorted(x.split("/")[-3] for x in smooth) == ["intermediate", "intermediate", "output", "output"]
     assert len([n for n in g_new.node if "output/dense/MatMul" in n.name and "attention" not in n.name
                 and n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]) == 2
     # and it still labels like fp32
@@ -186,6 +199,12 @@ def test_quantisation_with_and_without_the_calibration_file(tiny_model, tmp_path
     ref, got = _run(fp32, batches), _run(int8, batches)
     agree = np.concatenate([(a[1].argmax(-1) == b[1].argmax(-1)).ravel() for a, b in zip(ref, got)]).mean()
     assert agree > 0.9
+    # a file with the output projections' ranges only (format 1) smooths only those
+    outputs_only = _copy(tiny_model, tmp_path, "outputs-only")
+    save_activation_ranges(load_activation_ranges(folder / CALIBRATION_FILE), outputs_only / CALIBRATION_FILE)
+    assert load_activation_ranges(outputs_only / CALIBRATION_FILE, "intermediate") == {}
+    g_out = ops(onnx_path(outputs_only, "onnx-int8", log=QUIET))
+    assert len([n for n in g_out.node if n.op_type == "Mul" and n.name.endswith("_smooth")]) == 2
     # quantize_int8 without a calibration file matches the folder-without-it path
     plain = tmp_path / "plain.onnx"
     quantize_int8(fp32, plain, None)
