@@ -65,7 +65,6 @@ def _record(model, texts: list[str], batch_size: int) -> dict[str, dict[int, np.
     import torch
 
     from .encoding import ParagraphEncoder
-    from .folder import tokenizer_file
     from .inference import Predictor, TorchBackend
 
     if not texts:
@@ -92,8 +91,7 @@ def _record(model, texts: list[str], batch_size: int) -> dict[str, dict[int, np.
         raise StanceError("the encoder has no '.layer.<i>.intermediate' modules to calibrate")
     # a model trained with document-context features needs them in its batches; they feed only the
     # stance head, so the encoder's activations do not depend on them (each text is its own document)
-    encoder = ParagraphEncoder(tokenizer_file(model.config), model.codebook, max_length=model.config.max_length,
-                               overlap=model.config.overlap, context=bool(model.config.context_features))
+    encoder = ParagraphEncoder.for_model(model.config, model.codebook)
     training = model.training
     try:
         Predictor(encoder, TorchBackend(model), batch_size).predict(list(texts))

@@ -103,6 +103,15 @@ class ParagraphEncoder:
         self.sep_id = vocab.get("[SEP]", 102)
         self.pad_id = vocab.get("[PAD]", 0)
 
+    @classmethod
+    def for_model(cls, config, codebook: Codebook) -> "ParagraphEncoder":
+        """The encoder a model folder's ``ModelConfig`` was trained with: its tokenizer, window,
+        overlap and whether it reads document context."""
+        from .folder import tokenizer_file
+
+        return cls(tokenizer_file(config), codebook, max_length=config.max_length, overlap=config.overlap,
+                   context=bool(config.context_features))
+
     def encode(self, texts: list[str], max_windows: int | None = None, doc_ids=None,
                context: DocumentContext | None = None) -> list[Window]:
         """Windows for each text, in order; ``max_windows=1`` keeps only the first (training).

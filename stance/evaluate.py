@@ -13,10 +13,8 @@ def predict_records(model, records: list[Record], batch_size: int = 32, lexical=
     predictions in the label format."""
     from .encoding import ParagraphEncoder
     from .inference import Predictor, TorchBackend, decide
-    from .model import tokenizer_file
 
-    encoder = ParagraphEncoder(tokenizer_file(model.config), model.codebook, max_length=model.config.max_length,
-                               overlap=model.config.overlap, context=bool(model.config.context_features))
+    encoder = ParagraphEncoder.for_model(model.config, model.codebook)
     predictor = Predictor(encoder, TorchBackend(model), batch_size, lexical, model.config.lexical_weights)
     probs = predictor.predict([r.text for r in records], doc_ids=[r.doc_id for r in records])
     stance, frames = decide(probs, model.codebook, model.config.thresholds)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .codebook import PROJECT_ROOT, Codebook
 from .encoding import ParagraphEncoder
 from .errors import StanceError
-from .folder import read_model_folder, tokenizer_file
+from .folder import read_model_folder
 from .inference import BACKENDS, OnnxBackend, Predictor, Probabilities, decide, onnx_path
 from .text import looks_english
 
@@ -49,8 +49,7 @@ class Labeler:
         self.config = config
         self.backend_name = backend_name
         self.thresholds = dict(config.thresholds)
-        self.encoder = ParagraphEncoder(tokenizer_file(config), codebook, max_length=config.max_length,
-                                        overlap=config.overlap, context=bool(config.context_features))
+        self.encoder = ParagraphEncoder.for_model(config, codebook)
         from .lexical import LexicalModel
 
         self.predictor = Predictor(self.encoder, backend, batch_size, LexicalModel.load(folder, codebook),

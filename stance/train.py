@@ -161,7 +161,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
 
     from .inference import MODEL_INPUTS, Predictor, TorchBackend, decide
     from .metrics import score
-    from .model import ModelConfig, StanceModel, tokenizer_file
+    from .model import ModelConfig, StanceModel
 
     config = config or TrainConfig()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -173,8 +173,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
                           max_length=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
                           context_features=len(CONTEXT_FEATURES) if config.document_context else 0)
     model = StanceModel.create(codebook, mconfig)
-    encoder = ParagraphEncoder(tokenizer_file(mconfig), codebook, max_length=config.max_length,
-                               overlap=mconfig.overlap, context=config.document_context)
+    encoder = ParagraphEncoder.for_model(mconfig, codebook)
     windows = encoder.encode([r.text for r in train_records], max_windows=1,
                              doc_ids=[r.doc_id for r in train_records])
     stance_y, frame_y = _targets(train_records, codebook)
