@@ -136,11 +136,15 @@ def _about(metadata: dict | None) -> dict:
 def load_activation_ranges(path: str | Path, which: str = "output") -> dict[int, np.ndarray]:
     """One kind of ranges from a calibration file (see ``activation_ranges``); empty where the file
     has none of that kind."""
+    return load_calibration(path)[_check_kind(which)]
+
+
+def load_calibration(path: str | Path) -> dict[str, dict[int, np.ndarray]]:
+    """Every kind of ranges in a calibration file, read once: ``{kind: {layer: max|x|}}``."""
     from safetensors import safe_open
 
     path = Path(path)
-    _check_kind(which)
-    out = {}
+    out: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in KINDS}
     try:
         with safe_open(str(path), framework="numpy") as f:
             if _about(f.metadata()).get("format") not in _READABLE:
@@ -149,8 +153,7 @@ def load_activation_ranges(path: str | Path, which: str = "output") -> dict[int,
                 match = re.fullmatch(r"layer\.(\d+)(?:\.(intermediate))?", key)
                 if not match:
                     raise StanceError(f"{path}: unexpected key {key!r}")
-                if (match.group(2) or "output") == which:
-                    out[int(match.group(1))] = f.get_tensor(key).astype(np.float32)
+                out[match.group(2) or "output"][int(match.group(1))] = f.get_tensor(key).astype(np.float32)
     except StanceError:
         raise
     except Exception as e:  # a truncated or foreign file

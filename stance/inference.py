@@ -292,11 +292,11 @@ def quantize_int8(fp32: Path, out: Path, calibration: Path | None = None, alpha:
             source, smoothed = fp32, []
             graph = onnx.load(str(fp32), load_external_data=False).graph
         else:
-            from .calibration import load_activation_ranges
+            from .calibration import load_calibration
 
-            model = onnx.load(str(fp32))
-            smoothed = smooth_ffn_outputs(model, load_activation_ranges(calibration), alpha)
-            smooth_ffn_outputs(model, load_activation_ranges(calibration, "intermediate"), alpha, _FFN_IN)
+            model, ranges = onnx.load(str(fp32)), load_calibration(calibration)
+            smoothed = smooth_ffn_outputs(model, ranges["output"], alpha)
+            smooth_ffn_outputs(model, ranges["intermediate"], alpha, _FFN_IN)
             source, graph = Path(tmp) / "smoothed.onnx", model.graph
             onnx.save(model, str(source))
         keep = [n.name for n in graph.node
