@@ -184,7 +184,7 @@ def onnx_path(folder: str | Path, backend: str, log=print) -> Path:
 #   output channel, and every MatMul is int8. On the default model int8 then agrees with fp32 on
 #   99.51% of stance and 99.68% of frame decisions on the seed dev split (99.20% and 99.91% on
 #   test). Smoothing the output projections alone gave 99.22% on dev but 98.72% on test; a = 0.8
-#   was chosen on dev (0.5 for the input projections: 99.46%). Keeping any one layer's
+#   was chosen on dev for both kinds (0.5 on the input projections gave 99.46%). Keeping any one layer's
 #   feed-forward matrices fp32 instead gave at most 99.46% on dev, and the heads' matrices in fp32
 #   changed nothing.
 # - without it (folders trained before the file existed), the six output projections are kept
