@@ -147,6 +147,7 @@ def _actor_regex(aliases: tuple[str, ...]) -> re.Pattern | None:
     # all-caps short forms, where "US" must not match "us".
     exact = [a for a in aliases if re.fullmatch(r"[A-Z0-9.]{2,5}", a.replace("the ", ""))]
     loose = [a for a in aliases if a not in exact]
+    exact += ["The" + a[3:] for a in exact if a.startswith("the ")]  # "The EU said" opens a sentence
     parts = []
     if loose:
         parts.append("(?i:" + _alias_group(loose) + ")")
