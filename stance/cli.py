@@ -52,7 +52,8 @@ def cmd_train(args) -> int:
                          lora_alpha=2.0 * args.lora_r,
                          tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical,
                          lexical_char_ngrams=tuple(args.char_ngrams) if args.char_ngrams else None,
-                         select_on=args.select_on, document_context=not args.no_document_context)
+                         select_on=args.select_on, document_context=not args.no_document_context,
+                         offtopic_rule=not args.no_offtopic_rule)
     train_to_folder(args.train, args.dev, out, _codebook(args.codebook), config, test_paths=args.test or (),
                     baselines=not args.no_baselines, n_boot=args.n_boot,
                     command="stance " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-document-context", action="store_true",
                    help="read each paragraph on its own, not what its document's earlier paragraphs named "
                         "(for corpora of single texts, such as tweets)")
+    p.add_argument("--no-offtopic-rule", action="store_true",
+                   help="never give 'none' to every actor of a paragraph that names none of them (by "
+                        "default dev decides; see the README)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     p.set_defaults(func=cmd_train)
 

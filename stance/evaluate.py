@@ -15,7 +15,7 @@ def predict_records(model, records: list[Record], batch_size: int = 32, lexical=
     from .inference import Predictor, TorchBackend, decide
 
     encoder = ParagraphEncoder.for_model(model.config, model.codebook)
-    predictor = Predictor(encoder, TorchBackend(model), batch_size, lexical, model.config.lexical_weights)
+    predictor = Predictor.for_model(encoder, TorchBackend(model), model.config, batch_size, lexical)
     probs = predictor.predict([r.text for r in records], doc_ids=[r.doc_id for r in records])
     stance, frames = decide(probs, model.codebook, model.config.thresholds)
     return [{"id": r.id, "doc_id": r.doc_id, "stance": s, "frames": f}

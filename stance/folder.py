@@ -38,6 +38,9 @@ class ModelConfig:
     head_dropout: float = 0.1
     # document-context features per actor (encoding.CONTEXT_FEATURES); 0 in folders made before them
     context_features: int = 0
+    # off-topic rule (chosen on dev by training): a paragraph that names no actor of the codebook,
+    # and follows no paragraph of its document that did, gets the absent value for every actor
+    offtopic_none: bool = False
     thresholds: dict[str, float] = field(default_factory=dict)
     # how much of the lexical model's probability is mixed in, per task (0: encoder alone)
     lexical_weights: dict[str, float] = field(default_factory=dict)

@@ -67,12 +67,19 @@ class Predictor:
     """Turns paragraph texts into aggregated probabilities with one backend."""
 
     def __init__(self, encoder: ParagraphEncoder, backend, batch_size: int = 32, lexical=None,
-                 lexical_weights: dict[str, float] | None = None):
+                 lexical_weights: dict[str, float] | None = None, offtopic_none: bool = False):
         self.encoder = encoder
         self.backend = backend
         self.batch_size = batch_size
         self.lexical = lexical
         self.lexical_weights = lexical_weights or {}
+        # see ModelConfig.offtopic_none; a codebook without an absent value has nothing to give
+        self.offtopic_none = offtopic_none and bool(encoder.codebook.absent_value)
+
+    @classmethod
+    def for_model(cls, encoder: ParagraphEncoder, backend, config, batch_size: int = 32, lexical=None):
+        """A predictor that applies everything a model folder's config decided at training time."""
+        return cls(encoder, backend, batch_size, lexical, config.lexical_weights, config.offtopic_none)
 
     def predict(self, texts: list[str], progress=None, doc_ids=None, context=None) -> Probabilities:
         """``doc_ids`` and ``context`` (a ``DocumentContext``) matter only to models that use
@@ -96,7 +103,25 @@ class Predictor:
         if self.lexical is not None and (w_frames or w_stance):
             lex_frames, lex_stance = self.lexical.predict(texts)
             frames, stance = mix(frames, lex_frames, w_frames), mix(stance, lex_stance, w_stance)
-        return Probabilities(frames, stance, n_win)
+        probs = Probabilities(frames, stance, n_win)
+        return offtopic_as_absent(probs, on_topic(windows, len(texts)), codebook) if self.offtopic_none else probs
+
+
+def on_topic(windows, n_items: int) -> np.ndarray:
+    """(n_items,) bool: the paragraph names an actor of the codebook, or (models with document
+    context) an earlier paragraph of its document did."""
+    named = np.zeros(n_items, dtype=bool)
+    for w in windows:
+        named[w.item] |= bool(w.actor_mask.any()) or (w.context is not None and bool(w.context[:, :2].any()))
+    return named
+
+
+def offtopic_as_absent(probs: Probabilities, named: np.ndarray, codebook: Codebook) -> Probabilities:
+    """Stance probability 1 on the absent value, for every actor, in paragraphs not ``named``."""
+    stance = probs.stance.copy()
+    stance[~named] = 0.0
+    stance[~named, :, codebook.value_ids.index(codebook.absent_value)] = 1.0
+    return Probabilities(probs.frames, stance, probs.windows)
 
 
 def decide(probs: Probabilities, codebook: Codebook, thresholds: dict[str, float]

@@ -52,8 +52,8 @@ class Labeler:
         self.encoder = ParagraphEncoder.for_model(config, codebook)
         from .lexical import LexicalModel
 
-        self.predictor = Predictor(self.encoder, backend, batch_size, LexicalModel.load(folder, codebook),
-                                   config.lexical_weights)
+        self.predictor = Predictor.for_model(self.encoder, backend, config, batch_size,
+                                             LexicalModel.load(folder, codebook))
         self.progress = progress
 
     @classmethod

@@ -45,6 +45,8 @@ class TrainConfig:
     # per actor, whether the document's earlier paragraphs named it (files list each document's
     # paragraphs in order); off for corpora of single texts such as tweets
     document_context: bool = True
+    # let dev decide whether paragraphs that name no codebook actor get "none" for every actor
+    offtopic_rule: bool = True
     select_on: str = "primary"  # the dev figure for early stopping and the mix; see SELECTION_METRICS
     tune_thresholds: bool = True
     min_dev_positives: int = 25  # below this, a frame keeps the 0.5 threshold
@@ -255,6 +257,8 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     lexical = None
     if config.lexical and best_probs is not None:
         lexical, best_probs = _mix_lexical(model, train_records, dev_records, best_probs, codebook, config, log)
+    if config.offtopic_rule and best_probs is not None and codebook.absent_value:
+        best_probs = _choose_offtopic_rule(model, encoder, dev_records, best_probs, codebook, config, log)
     thresholds = {f: 0.5 for f in codebook.frame_ids}
     if best_probs is not None and codebook.frames:
         thresholds = tune_thresholds(best_probs.frames, dev_frame_y, codebook, config)
@@ -265,9 +269,8 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
 
 def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, config: TrainConfig, log):
     """Fit the lexical side on train and choose, on dev, how much of it to mix in per task."""
-    from .inference import Probabilities, decide
+    from .inference import Probabilities
     from .lexical import LexicalModel, mix
-    from .metrics import score
 
     lexical = LexicalModel.fit([r.text for r in train_records], [r.stance for r in train_records],
                                [r.frames for r in train_records], codebook, seed=config.seed,
@@ -278,14 +281,7 @@ def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, co
     def dev_score(w_frames, w_stance):
         probs = Probabilities(mix(deep.frames, lex_frames, w_frames), mix(deep.stance, lex_stance, w_stance),
                               deep.windows)
-        stance, frames = decide(probs, codebook, {})
-        s = score(gold, [{"id": r.id, "stance": st, "frames": fr} for r, st, fr in zip(dev_records, stance, frames)],
-                  codebook, n_boot=0)
-        frame_part = s["frames_macro_f1"]["value"] if s.get("frames_macro_f1") else 0.0
-        if config.select_on.startswith("stance_"):
-            return frame_part, selection_score(s, config.select_on)
-        stance_part = np.mean([s[k]["value"] for k in ("stance_macro_f1", "reference_f1") if s.get(k)])
-        return frame_part, stance_part
+        return _dev_parts(probs, dev_records, gold, codebook, config)
 
     w_frames = max(config.lexical_grid, key=lambda w: (round(dev_score(w, 0.0)[0], 4), -w)) if codebook.frames else 0.0
     w_stance = max(config.lexical_grid, key=lambda w: (round(dev_score(0.0, w)[1], 4), -w))
@@ -295,6 +291,38 @@ def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, co
         return None, deep
     return lexical, Probabilities(mix(deep.frames, lex_frames, w_frames), mix(deep.stance, lex_stance, w_stance),
                                   deep.windows)
+
+
+def _dev_parts(probs, dev_records, gold, codebook: Codebook, config: TrainConfig) -> tuple[float, float]:
+    """(frame part, stance part) of the dev score of some probabilities: frame macro-F1, and the
+    mean of stance macro-F1 and reference F1 (or the ``select_on`` stance figure)."""
+    from .inference import decide
+    from .metrics import score
+
+    stance, frames = decide(probs, codebook, {})
+    s = score(gold, [{"id": r.id, "stance": st, "frames": fr} for r, st, fr in zip(dev_records, stance, frames)],
+              codebook, n_boot=0)
+    frame_part = s["frames_macro_f1"]["value"] if s.get("frames_macro_f1") else 0.0
+    if config.select_on.startswith("stance_"):
+        return frame_part, selection_score(s, config.select_on)
+    return frame_part, float(np.mean([s[k]["value"] for k in ("stance_macro_f1", "reference_f1") if s.get(k)]))
+
+
+def _choose_offtopic_rule(model, encoder, dev_records, probs, codebook: Codebook, config: TrainConfig, log):
+    """Turn the off-topic rule (``ModelConfig.offtopic_none``) on unless it lowers the dev stance
+    score. Corpora whose paragraphs often refer to actors by no name the codebook lists (a
+    codebook with few aliases) keep it off. Returns the dev probabilities as labelling will see them."""
+    from .inference import offtopic_as_absent, on_topic
+
+    windows = encoder.encode([r.text for r in dev_records], doc_ids=[r.doc_id for r in dev_records])
+    named = on_topic(windows, len(dev_records))
+    gold = [r.to_json() for r in dev_records]
+    ruled = offtopic_as_absent(probs, named, codebook)
+    off, on = (_dev_parts(p, dev_records, gold, codebook, config)[1] for p in (probs, ruled))
+    model.config.offtopic_none = bool(round(on, 4) >= round(off, 4))
+    log(f"off-topic rule ({(~named).sum()} of {len(named)} dev paragraphs name no actor): "
+        f"dev stance score {off:.4f} without, {on:.4f} with; {'on' if model.config.offtopic_none else 'off'}")
+    return ruled if model.config.offtopic_none else probs
 
 
 def primary_score(scores: dict) -> float:

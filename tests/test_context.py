@@ -85,3 +85,58 @@ def test_chunk_size_does_not_change_labels(tiny_model, tmp_path):
         outs.append(pd.read_json(out, lines=True).drop(columns=["source"], errors="ignore"))
     # batches differ with the chunk size, which can move a probability's last float bits
     pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=False, atol=2e-4)
+
+
+def _predictors(labeler):
+    from stance.inference import Predictor
+
+    p = labeler.predictor
+    return [Predictor(p.encoder, p.backend, lexical=p.lexical, lexical_weights=p.lexical_weights, offtopic_none=on)
+            for on in (False, True)]
+
+
+def test_offtopic_paragraphs_get_none_for_every_actor(tiny_model):
+    labeler = Labeler.from_pretrained(tiny_model, progress=False)
+    cb = labeler.codebook
+    absent = cb.value_ids.index(cb.absent_value)
+    texts = [t for _, t in DOC] + ["Shoppers queued from dawn for Black Friday bargains at the mall."]
+    docs = [d for d, _ in DOC] + ["c"]
+    plain, ruled = (p.predict(texts, doc_ids=docs) for p in _predictors(labeler))
+    # every paragraph but the last names an actor or follows one of its document that did
+    np.testing.assert_array_equal(ruled.stance[:6], plain.stance[:6])
+    assert (ruled.stance[6, :, absent] == 1).all() and ruled.stance[6].sum() == len(cb.actors)
+    assert plain.stance[6, :, absent].min() < 0.999  # so the rule did something
+    np.testing.assert_array_equal(ruled.frames, plain.frames)  # frames are not the rule's business
+    # read without document ids, the paragraphs that only follow a name stand alone: off-topic
+    plain, ruled = (p.predict(texts) for p in _predictors(labeler))
+    assert (ruled.stance[[2, 3, 5, 6], :, absent] == 1).all()
+    np.testing.assert_array_equal(ruled.stance[[0, 1, 4]], plain.stance[[0, 1, 4]])
+
+
+def test_training_turns_the_offtopic_rule_on_only_where_dev_allows_it(codebook):
+    from types import SimpleNamespace
+
+    from stance.data import Record
+    from stance.encoding import ParagraphEncoder
+    from stance.folder import ModelConfig, tokenizer_file
+    from stance.inference import Probabilities
+    from stance.train import TrainConfig, _choose_offtopic_rule
+
+    actors, values = codebook.actor_ids, codebook.value_ids
+    texts = ["Putin attacked NATO again.", "Shoppers queued at the mall.", "The country's theatres are full."]
+    encoder = ParagraphEncoder(tokenizer_file(ModelConfig()), codebook, context=True)
+    # the model says "against" for every actor everywhere
+    stance = np.zeros((3, len(actors), len(values)), np.float32)
+    stance[:, :, values.index("against")] = 1.0
+    probs = Probabilities(np.zeros((3, len(codebook.frames)), np.float32), stance, np.ones(3, np.int64))
+
+    def choose(gold_last):
+        gold = [{a: "against" if a in ("putin", "west") else "none" for a in actors},
+                {a: "none" for a in actors}, {a: gold_last if a == "russia" else "none" for a in actors}]
+        records = [Record(f"r{i}", f"d{i}", t, g, []) for i, (t, g) in enumerate(zip(texts, gold))]
+        model = SimpleNamespace(config=ModelConfig())
+        _choose_offtopic_rule(model, encoder, records, probs, codebook, TrainConfig(), log=lambda m: None)
+        return model.config.offtopic_none
+
+    assert choose("none") is True  # the unnamed paragraphs refer to nobody: the rule only helps
+    assert choose("against") is False  # an unnamed reference the rule would erase
