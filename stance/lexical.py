@@ -68,19 +68,21 @@ class LexicalModel:
         self.stance_coef = stance_coef.astype(np.float32)  # (A, values, V)
         self.stance_intercept = stance_intercept.astype(np.float32)  # (A, values); -inf for unseen values
         self._cache: dict[str, dict[str, list[int]]] = {}
+        self._stacked: np.ndarray | None = None  # see _coef
 
     @property
     def n_features(self) -> int:
         return sum(len(vocab) for _, vocab, _ in self.blocks)
 
     # -- features -------------------------------------------------------------------------
-    def features(self, texts: list[str]) -> np.ndarray:
-        """Dense TF-IDF rows (n, V) with sublinear term frequency, idf and a unit L2 norm per
-        block, as the fitted ``TfidfVectorizer``s give with these vocabularies and idf."""
-        X = np.zeros((len(texts), self.n_features), dtype=np.float32)
-        for i, text in enumerate(texts):
+    def sparse_features(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """TF-IDF rows in CSR form (indptr, column indices, values): sublinear term frequency,
+        idf and a unit L2 norm per block, as the fitted ``TfidfVectorizer``s give with these
+        vocabularies and idf."""
+        indptr, columns, values = [0], [], []
+        for text in texts:
             text = self.codebook.normalize(text)
-            start = 0
+            start, nnz = 0, indptr[-1]
             for kind, vocab, idf in self.blocks:
                 if kind == "word":
                     idx = [j for j in map(vocab.get, word_grams(text)) if j is not None]
@@ -89,8 +91,21 @@ class LexicalModel:
                 if idx:
                     cols, counts = np.unique(np.asarray(idx, dtype=np.int64), return_counts=True)
                     vals = (1.0 + np.log(counts.astype(np.float32))) * idf[cols]
-                    X[i, start + cols] = vals / math.sqrt(float((vals ** 2).sum()))
+                    columns.append(start + cols)
+                    values.append(vals / math.sqrt(float((vals ** 2).sum())))
+                    nnz += len(cols)
                 start += len(vocab)
+            indptr.append(nnz)
+        return (np.asarray(indptr, dtype=np.int64),
+                np.concatenate(columns) if columns else np.zeros(0, np.int64),
+                np.concatenate(values).astype(np.float32) if values else np.zeros(0, np.float32))
+
+    def features(self, texts: list[str]) -> np.ndarray:
+        """The same rows dense, (n, V)."""
+        indptr, columns, values = self.sparse_features(texts)
+        X = np.zeros((len(texts), self.n_features), dtype=np.float32)
+        for i in range(len(texts)):
+            X[i, columns[indptr[i]:indptr[i + 1]]] = values[indptr[i]:indptr[i + 1]]
         return X
 
     def _char_indices(self, kind: str, vocab: dict[str, int], text: str) -> list[int]:
@@ -112,18 +127,29 @@ class LexicalModel:
     def predict(self, texts: list[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Frame probabilities (n, F) and stance probabilities (n, A, values)."""
         n_a, n_v = self.stance_intercept.shape
-        frames = np.zeros((len(texts), len(self.frame_intercept)), dtype=np.float32)
-        stance = np.zeros((len(texts), n_a, n_v), dtype=np.float32)
-        coef = self.stance_coef.reshape(n_a * n_v, -1)
-        for start in range(0, len(texts), batch_size):  # dense rows, so a bounded number at a time
-            X = self.features(texts[start:start + batch_size])
-            end = start + len(X)
-            frames[start:end] = 1.0 / (1.0 + np.exp(-(X @ self.frame_coef.T + self.frame_intercept)))
-            logits = (X @ coef.T).reshape(len(X), n_a, n_v) + self.stance_intercept
-            logits -= logits.max(-1, keepdims=True)
-            p = np.exp(logits)
-            stance[start:end] = p / p.sum(-1, keepdims=True)
-        return frames, stance
+        coef = self._coef()
+        logits = np.zeros((len(texts), len(coef)), dtype=np.float32)
+        for first in range(0, len(texts), batch_size):  # bounds the gathered coefficients' memory
+            indptr, columns, values = self.sparse_features(texts[first:first + batch_size])
+            # sparse rows times dense coefficients: each row sums the coefficient columns it has
+            filled = np.flatnonzero(np.diff(indptr) > 0)
+            if len(filled):
+                products = coef[:, columns] * values  # (F + A*values, nnz)
+                logits[first + filled] = np.add.reduceat(products, indptr[filled], axis=1).T
+        n_f = len(self.frame_intercept)
+        frames = 1.0 / (1.0 + np.exp(-(logits[:, :n_f] + self.frame_intercept)))
+        stance = logits[:, n_f:].reshape(len(texts), n_a, n_v) + self.stance_intercept
+        stance -= stance.max(-1, keepdims=True)
+        p = np.exp(stance)
+        return frames.astype(np.float32), (p / p.sum(-1, keepdims=True)).astype(np.float32)
+
+    def _coef(self) -> np.ndarray:
+        """Frame and stance coefficients stacked, (F + A*values, V), made once."""
+        if self._stacked is None:
+            n_a, n_v = self.stance_intercept.shape
+            self._stacked = np.ascontiguousarray(
+                np.concatenate([self.frame_coef, self.stance_coef.reshape(n_a * n_v, -1)]))
+        return self._stacked
 
     # -- fitting ----------------------------------------------------------------------------
     @classmethod

@@ -33,6 +33,21 @@ def test_features_match_scikit_learn(codebook):
     np.testing.assert_allclose(lex.features(texts), expected, atol=1e-5)
 
 
+def test_sparse_prediction_equals_the_dense_product(codebook):
+    rows, lex = _fit(codebook, char_ngrams=(2, 5))
+    texts = [r["text"] for r in rows[:30]] + ["", "zzz qqq", "Putin's Putin PUTIN, the West!"]
+    X = lex.features(texts)
+    frames = 1.0 / (1.0 + np.exp(-(X @ lex.frame_coef.T + lex.frame_intercept)))
+    n_a, n_v = lex.stance_intercept.shape
+    logits = (X @ lex.stance_coef.reshape(n_a * n_v, -1).T).reshape(len(texts), n_a, n_v) + lex.stance_intercept
+    stance = np.exp(logits - logits.max(-1, keepdims=True))
+    stance /= stance.sum(-1, keepdims=True)
+    for batch_size in (4, 256):  # batches that cut through the texts, and one batch
+        f, s = lex.predict(texts, batch_size=batch_size)
+        np.testing.assert_allclose(f, frames, atol=1e-5)
+        np.testing.assert_allclose(s, stance, atol=1e-5)
+
+
 def _round_trip(codebook, tmp_path, **kw):
     rows, lex = _fit(codebook, **kw)
     texts = [r["text"] for r in rows[:10]]
