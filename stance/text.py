@@ -20,6 +20,7 @@ _BOILERPLATE = [
     r"\bcopyright\b", r"\bread more\b", r"\bread also\b", r"\brelated:", r"\badvertisement\b",
     r"\bbecome a (member|patron|subscriber)\b", r"\bcookie", r"\bprivacy policy\b",
     r"\bterms of (use|service)\b", r"\bsponsored\b",
+    r"^\s*(this (article|story|piece|text) (was|has been) )?translated from\b",
 ]
 _BOILERPLATE_RE = re.compile("|".join(_BOILERPLATE), re.IGNORECASE)
 _BYLINE_RE = re.compile(
@@ -27,6 +28,11 @@ _BYLINE_RE = re.compile(
     r"|(published|updated|posted)\b.*\d)\s*[.|,]?\s*([|,-].*)?$",
     re.IGNORECASE,
 )
+# wire credits: "(Reporting by Ann Lee in Kyiv; Additional reporting by Bo Ruiz; Editing by C. Osei)"
+_NAME = r"(?-i:[A-Z])[\w.'-]+(\s+(?-i:[A-Z])[\w.'-]+){0,3}"
+_CREDIT = (rf"(additional\s+)?(reporting|writing|editing)\s+by\s+{_NAME}(\s+in\s+{_NAME})?"
+           rf"(\s*(,|and|&)\s*{_NAME}(\s+in\s+{_NAME})?)*")
+_CREDIT_RE = re.compile(rf"^\s*\(?\s*{_CREDIT}(\s*;\s*{_CREDIT})*\s*;?\s*\)?\s*\.?\s*$", re.IGNORECASE)
 _MARKDOWN_HEADING = re.compile(r"^\s*#{1,6}\s")
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK_TAG = re.compile(r"</?(p|div|br|h[1-6]|li|ul|ol|section|article|blockquote|tr)\b[^>]*>",
@@ -83,7 +89,7 @@ def split_paragraphs(text: str, min_words: int = 4) -> SplitResult:
         if not block:
             continue
         words = len(block.split())
-        if _BYLINE_RE.match(block) and words <= 15:
+        if (_BYLINE_RE.match(block) and words <= 15) or _CREDIT_RE.match(block):
             dropped["byline"] += 1
         elif _BOILERPLATE_RE.search(block) and words <= _MAX_BOILERPLATE_WORDS:
             dropped["boilerplate"] += 1

@@ -21,6 +21,17 @@ def test_split_drops_headline_byline_and_boilerplate():
     assert result.dropped == {"headline": 1, "byline": 1, "boilerplate": 2}
 
 
+def test_wire_credits_and_translation_notes_are_not_paragraphs():
+    text = ("Kyiv said the strike hit a school on Tuesday, officials said.\n\n"
+            "(Reporting by Daniel Harrow in Kyiv; Additional reporting by Ana Ruiz; Editing by Claire Osei)\n\n"
+            "Reporting by Tom Lee; editing by Sam Roe\n\n"
+            "This article was translated from Russian.\n\n"
+            "Reporting by the ministry's own press office suggested the talks had gone well for Moscow.")
+    result = split_paragraphs(text)
+    assert [p.text[:9] for p in result.paragraphs] == ["Kyiv said", "Reporting"]
+    assert result.dropped == {"headline": 0, "byline": 2, "boilerplate": 1}
+
+
 def test_single_line_breaks_separate_paragraphs_when_there_are_no_blank_lines():
     text = "Trump met Zelensky in Washington on Friday.\nThe talks lasted two hours, officials said."
     assert len(split_paragraphs(text).paragraphs) == 2
