@@ -72,6 +72,11 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
         f"- Frames: {', '.join(f'`{f}`' for f in codebook.frame_ids) or 'none'}",
         f"- Frame thresholds (tuned on dev only where it can support it): "
         + ", ".join(f"`{k}` {v:.2f}" for k, v in model_config.thresholds.items()),
+        f"- Lexical (TF-IDF) share of the probabilities, chosen on dev: "
+        + (", ".join(f"{k} {v:g}" for k, v in model_config.lexical_weights.items()) or "none"),
+        f"- Off-topic rule (a paragraph that names no actor, in a document that named none before it, "
+        f"gets `{codebook.absent_value}` for every actor), chosen on dev: "
+        + ("on" if model_config.offtopic_none else "off"),
         "",
         "## Use",
         "```python",

@@ -22,6 +22,10 @@ def test_training_writes_a_complete_small_model_folder(tiny_model):
     assert "Seed: 7" in card and "Library versions" in card and "train_hash" in card
     config = json.loads((tiny_model / "config.json").read_text())
     assert set(config["thresholds"]) == {"isolation", "resentment", "grand_bargain"}
+    # what training decided on dev is in the config and said in the card
+    assert isinstance(config["offtopic_none"], bool)
+    assert f"chosen on dev: {'on' if config['offtopic_none'] else 'off'}" in card
+    assert "share of the probabilities, chosen on dev:" in card
 
 
 def test_the_tiny_model_learns_references(tiny_model):
