@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .codebook import Codebook
-from .encoding import ParagraphEncoder, aggregate, length_sorted_batches
+from .encoding import CONTEXT_FEATURES, ParagraphEncoder, aggregate, length_sorted_batches
 from .errors import StanceError
 from .lexical import mix
 
@@ -110,9 +110,10 @@ class Predictor:
 def on_topic(windows, n_items: int) -> np.ndarray:
     """(n_items,) bool: the paragraph names an actor of the codebook, or (models with document
     context) an earlier paragraph of its document did."""
+    earlier = [CONTEXT_FEATURES.index(f) for f in ("named_in_previous_paragraph", "named_earlier_in_document")]
     named = np.zeros(n_items, dtype=bool)
     for w in windows:
-        named[w.item] |= bool(w.actor_mask.any()) or (w.context is not None and bool(w.context[:, :2].any()))
+        named[w.item] |= bool(w.actor_mask.any()) or (w.context is not None and bool(w.context[:, earlier].any()))
     return named
 
 
