@@ -98,11 +98,12 @@ def label_schema(codebook):
 class _Worker:
     """A Ray actor's labeller, loaded once when the actor starts."""
 
-    def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 1):
+    def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 1,
+                 recheck: float | None = None):
         from .labeler import Labeler
 
         self.labeler = Labeler.from_pretrained(model, backend=backend, batch_size=batch_size, threads=threads,
-                                               progress=False, log=lambda m: None)
+                                               progress=False, log=lambda m: None, recheck=recheck)
 
 
 class LabelWorker(_Worker):
@@ -114,8 +115,8 @@ class LabelWorker(_Worker):
     """
 
     def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 1,
-                 text_col: str = "text"):
-        super().__init__(model, backend, batch_size, threads)
+                 text_col: str = "text", recheck: float | None = None):
+        super().__init__(model, backend, batch_size, threads, recheck)
         self.text_col = text_col
         self.schema = label_schema(self.labeler.codebook)
 
@@ -192,12 +193,13 @@ def _workers(ray, workers: int | None, threads: int, log) -> int:
     return workers
 
 
-def _worker_args(folder, backend: str, batch_size: int, threads: int) -> dict:
-    return dict(model=str(folder), backend=backend, batch_size=batch_size, threads=threads)
+def _worker_args(folder, backend: str, batch_size: int, threads: int, recheck: float | None = None) -> dict:
+    return dict(model=str(folder), backend=backend, batch_size=batch_size, threads=threads, recheck=recheck)
 
 
 def label_dataset(ds, model=None, *, text_col: str = "text", backend: str = "torch", workers: int | None = None,
-                  threads: int = 1, batch_size: int = 32, rows_per_call: int = 512, log=None):
+                  threads: int = 1, batch_size: int = 32, rows_per_call: int = 512, log=None,
+                  recheck: float | None = None):
     """Label a ``ray.data.Dataset``: its rows with the label columns added, as a new (lazy) Dataset.
 
     ``model`` is a model folder readable at the same path on every node (default: the shipped
@@ -211,7 +213,7 @@ def label_dataset(ds, model=None, *, text_col: str = "text", backend: str = "tor
     folder, _ = _model_folder(model, backend, log)
     threads = threads or 1
     workers = _workers(ray, workers, threads, log)
-    return ds.map_batches(LabelWorker, fn_constructor_kwargs={**_worker_args(folder, backend, batch_size, threads),
+    return ds.map_batches(LabelWorker, fn_constructor_kwargs={**_worker_args(folder, backend, batch_size, threads, recheck),
                                                               "text_col": text_col},
                           batch_size=rows_per_call, batch_format="pyarrow",
                           compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)
@@ -324,7 +326,8 @@ def _read_chunks(batch, opts: ReadOptions, done: _Done, cwd: str, chunk_size: in
 
 
 def _label_chunks(ray, files: list[Path], opts: ReadOptions, done: _Done, skip_files: set[int], folder,
-                  backend: str, batch_size: int, chunk_size: int, workers: int, threads: int):
+                  backend: str, batch_size: int, chunk_size: int, workers: int, threads: int,
+                  recheck: float | None = None):
     """The command's pipeline: one ordered read task, then a pool of ``ChunkWorker`` actors."""
     todo = [{"file": i, "path": str(f)} for i, f in enumerate(files) if i not in skip_files and is_input_file(f)]
     if not todo:
@@ -340,7 +343,7 @@ def _label_chunks(ray, files: list[Path], opts: ReadOptions, done: _Done, skip_f
                         batch_size=None, batch_format="pyarrow", num_cpus=0,
                         label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()},
                         fallback_strategy=[{"label_selector": {}}])
-    return ds.map_batches(ChunkWorker, fn_constructor_kwargs=_worker_args(folder, backend, batch_size, threads),
+    return ds.map_batches(ChunkWorker, fn_constructor_kwargs=_worker_args(folder, backend, batch_size, threads, recheck),
                           batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
                           num_cpus=threads)
 
@@ -610,7 +613,7 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
                   opts: ReadOptions | None = None, batch_size: int = 32, chunk_size: int = 512,
                   shard_size: int = 4096, workers: int | None = None, threads: int | None = None,
                   address: str | None = None, resume: bool = False, force: bool = False, on_error: str = "skip",
-                  progress: bool | None = None, log=None) -> dict:
+                  progress: bool | None = None, log=None, recheck: float | None = None) -> dict:
     """``run_label`` on a Ray cluster: the same rows, written as shards that a killed run can resume.
 
     Returns the run's summary counts, as ``run_label`` does, plus throughput figures: ``start_s``,
@@ -655,7 +658,7 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
     try:
         with _connected(ray, address, log), _data_context(ray):
             ds = _label_chunks(ray, files, opts, collector.done, collector.finished_files(), folder, backend,
-                               batch_size, chunk_size, _workers(ray, workers, threads, log), threads)
+                               batch_size, chunk_size, _workers(ray, workers, threads, log), threads, recheck)
             for batch in (ds.iter_batches(batch_size=None, batch_format="pyarrow") if ds is not None else ()):
                 for payload, began, seconds, worker in zip(*(batch.column(c).to_pylist()
                                                              for c in ("items", "began", "seconds", "worker"))):

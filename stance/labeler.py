@@ -14,7 +14,7 @@ from .codebook import PROJECT_ROOT, Codebook
 from .encoding import ParagraphEncoder
 from .errors import StanceError
 from .folder import read_model_folder
-from .inference import BACKENDS, OnnxBackend, Predictor, Probabilities, decide, onnx_path
+from .inference import BACKENDS, INT8_RECHECK, OnnxBackend, Predictor, Probabilities, decide, onnx_path
 from .text import looks_english
 
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
@@ -43,7 +43,7 @@ def _in_notebook() -> bool:
 
 class Labeler:
     def __init__(self, folder: Path, codebook: Codebook, config, backend_name: str, backend,
-                 batch_size: int = 32, progress: bool | None = None):
+                 batch_size: int = 32, progress: bool | None = None, recheck=None, recheck_margin: float = 0.0):
         self.folder = folder
         self.codebook = codebook
         self.config = config
@@ -53,21 +53,27 @@ class Labeler:
         from .lexical import LexicalModel
 
         self.predictor = Predictor.for_model(self.encoder, backend, config, batch_size,
-                                             LexicalModel.load(folder, codebook))
+                                             LexicalModel.load(folder, codebook), recheck, recheck_margin)
         self.progress = progress
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, backend: str = "torch", batch_size: int = 32,
                         codebook: Codebook | None = None, threads: int | None = None,
-                        progress: bool | None = None, log=None) -> "Labeler":
+                        progress: bool | None = None, log=None, recheck: float | None = None) -> "Labeler":
         """Load a model folder (default: the shipped ``models/default``).
 
         ``codebook``, when given, must match the model's; ``threads`` caps CPU threads.
+        ``recheck`` (``onnx-int8`` only; default ``inference.INT8_RECHECK``, 0 turns it off): paragraphs
+        with a decision closer than this to its boundary are run again in fp32, so that int8's rounding
+        does not flip close calls; ``predictor.counts`` says how many were.
         """
         folder = Path(path) if path is not None else DEFAULT_MODEL
         if backend not in BACKENDS:
             raise StanceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         config, saved_codebook = read_model_folder(folder, codebook)
+        if recheck is not None and not 0 <= recheck < 1:
+            raise StanceError(f"the int8 recheck margin (--int8-recheck) must be at least 0 and below 1, got {recheck}")
+        fp32, margin = None, 0.0
         if backend == "torch":
             import torch
 
@@ -80,7 +86,11 @@ class Labeler:
         else:
             log = log or (lambda m: print(m, file=sys.stderr))
             runner = OnnxBackend(onnx_path(folder, backend, log=log), threads=threads)
-        return cls(folder, saved_codebook, config, backend, runner, batch_size, progress)
+            if backend == "onnx-int8":
+                margin = INT8_RECHECK if recheck is None else recheck
+                # cached beside the int8 file, which was quantised from it; opened at the first close call
+                fp32 = lambda: OnnxBackend(onnx_path(folder, "onnx", log=log), threads=threads)  # noqa: E731
+        return cls(folder, saved_codebook, config, backend, runner, batch_size, progress, fp32, margin)
 
     # -- core -------------------------------------------------------------------------------
     def predict(self, texts: list[str], progress: bool | None = None, doc_ids=None, context=None) -> Probabilities:

@@ -231,8 +231,9 @@ def conform_table(table, schema):
 def run_label(inputs: list[str], output: str, *, model=None, backend: str = "torch", fmt: str | None = None,
               opts: ReadOptions | None = None, batch_size: int = 32, chunk_size: int = 512,
               resume: bool = False, force: bool = False, on_error: str = "skip", threads: int | None = None,
-              progress: bool | None = None, log=None) -> dict:
-    """Label every paragraph of ``inputs`` into ``output``; returns the run's summary counts."""
+              progress: bool | None = None, log=None, recheck: float | None = None) -> dict:
+    """Label every paragraph of ``inputs`` into ``output``; returns the run's summary counts.
+    ``recheck``: see ``Labeler.from_pretrained``."""
     from tqdm.auto import tqdm
 
     from .labeler import Labeler
@@ -255,7 +256,7 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
     files = expand_inputs(inputs)
     started = time.time()
     labeler = Labeler.from_pretrained(model, backend=backend, batch_size=batch_size, threads=threads,
-                                      progress=False, log=log)
+                                      progress=False, log=log, recheck=recheck)
     signature = run_signature(files, fmt, labeler.folder, opts)
     sizes = inputs_sizes(files)
     if state is not None:
@@ -323,6 +324,10 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
     checkpoint.remove()
     if fmt == "parquet":
         writer.cleanup()
+    c = labeler.predictor.counts
+    if labeler.predictor.recheck_margin > 0 and c["paragraphs"]:
+        log(f"int8: {c['rechecked']} of {c['paragraphs']} paragraphs ({c['rechecked'] / c['paragraphs']:.1%}) had a "
+            f"decision within {labeler.predictor.recheck_margin} of its boundary and were decided in fp32")
     return report(counts, stats, time.time() - started, output, shown_errors, log)
 
 
@@ -400,6 +405,8 @@ def label_columns(cb) -> list[str]:
 
 
 def add_label_parser(sub) -> None:
+    from .inference import INT8_RECHECK
+
     p = sub.add_parser("label", help="label article files, folders and tables with a model",
                        description="Label every paragraph of the inputs. Exit codes: 0 done (skipped "
                                    "items are listed and counted), 1 a bad input with --on-error fail "
@@ -411,6 +418,9 @@ def add_label_parser(sub) -> None:
                         "and a manifest)")
     p.add_argument("--model", help="model folder (default: the shipped models/default)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
+    p.add_argument("--int8-recheck", type=float, metavar="MARGIN",
+                   help=f"onnx-int8: run paragraphs again in fp32 when a decision is within MARGIN of its "
+                        "boundary, so int8 agrees with fp32 (default {INT8_RECHECK}; 0 turns it off)")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from the extension)")
     p.add_argument("--text-col", default="text")
     p.add_argument("--id-col")
@@ -451,7 +461,8 @@ def cmd_label(args) -> int:
     try:
         run(args.inputs, args.output, model=args.model, backend=args.backend, fmt=args.format, opts=opts,
             batch_size=args.batch_size, chunk_size=args.chunk_size, resume=args.resume, force=args.force,
-            on_error=args.on_error, threads=args.threads, progress=False if args.no_progress else None)
+            on_error=args.on_error, threads=args.threads, progress=False if args.no_progress else None,
+            recheck=args.int8_recheck)
     except InputError as e:
         saved = "Every whole shard before it is saved" if args.engine == "ray" else "Everything before it is saved"
         print(f"stance label: error: {e}\n{saved}; fix the input and rerun with --resume, or use --on-error skip.",
