@@ -60,6 +60,7 @@ def worker(args) -> None:
     rows = labeler.rows(texts, doc_ids=doc_ids)
     seconds = time.perf_counter() - t1
     rechecked = (labeler.predictor.counts["rechecked"] - before["rechecked"]) / len(rows)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the agreement runs below
     decisions = None
     if args.decisions:
         decisions = {}
@@ -75,7 +76,7 @@ def worker(args) -> None:
     tokens = [len(labeler.encoder.tokenizer.encode(t).ids) for t in texts[:2000]]
     print(json.dumps({"backend": args.backend, "load_s": load, "n": len(rows), "seconds": seconds,
                       "per_s": len(rows) / seconds, "rechecked": rechecked, "median_tokens": statistics.median(tokens),
-                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "max_rss_mb": peak_mb,
                       "decisions": decisions}))
 
 

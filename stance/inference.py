@@ -6,7 +6,8 @@ into paragraphs. The ONNX backends import neither torch nor transformers, which 
 fast; the ONNX files are exported once and cached beside the model (or in the user's cache when
 the model folder is read-only). The int8 file is quantised from the fp32 one, all of it when the
 folder has activation ranges to smooth the feed-forward output projections with (``quantize_int8``,
-``stance.calibration``).
+``stance.calibration``). The int8 backend's close calls (decisions within ``INT8_RECHECK`` of a
+boundary) are run again with the fp32 file: see ``Predictor``.
 """
 from __future__ import annotations
 
