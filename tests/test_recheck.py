@@ -83,3 +83,12 @@ def test_stance_label_reports_the_rechecked_share(folder, tmp_path):
     run_label([str(inp)], str(tmp_path / "out.jsonl"), model=folder, backend="onnx-int8", recheck=0.9,
               progress=False, log=lines.append)
     assert any("12 of 12 paragraphs" in line and "decided in fp32" in line for line in lines), lines
+
+
+def test_ray_workers_get_the_margin(folder):
+    pytest.importorskip("ray")
+    from stance.distributed import LabelWorker, _worker_args
+
+    args = _worker_args(folder, "onnx-int8", 8, 1, recheck=0.3)
+    assert LabelWorker(**args).labeler.predictor.recheck_margin == 0.3
+    assert LabelWorker(**_worker_args(folder, "onnx-int8", 8, 1)).labeler.predictor.recheck_margin == INT8_RECHECK
