@@ -53,7 +53,7 @@ def cmd_train(args) -> int:
                          tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical,
                          lexical_char_ngrams=tuple(args.char_ngrams) if args.char_ngrams else None,
                          select_on=args.select_on, document_context=not args.no_document_context,
-                         offtopic_rule=not args.no_offtopic_rule, lexical_per_actor=not args.one_lexical_share)
+                         offtopic_rule=not args.no_offtopic_rule)
     train_to_folder(args.train, args.dev, out, _codebook(args.codebook), config, test_paths=args.test or (),
                     baselines=not args.no_baselines, n_boot=args.n_boot,
                     command="stance " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -133,9 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lexical", action="store_true", help="the encoder alone, without the TF-IDF side")
     p.add_argument("--char-ngrams", type=int, nargs=2, metavar=("MIN", "MAX"),
                    help="add character n-grams within words to the TF-IDF side (e.g. 2 5: short, noisy texts)")
-    p.add_argument("--one-lexical-share", action="store_true",
-                   help="mix the TF-IDF side into every actor's stance with one share, not one chosen per "
-                        "actor on dev")
     p.add_argument("--select-on", default="primary", choices=SELECTION_METRICS,
                    help="the dev figure for early stopping and the lexical mix (default: mean of frame "
                         "macro-F1, stance macro-F1 and reference F1)")

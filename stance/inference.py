@@ -22,7 +22,7 @@ import numpy as np
 from .codebook import Codebook
 from .encoding import CONTEXT_FEATURES, ParagraphEncoder, aggregate, length_sorted_batches
 from .errors import StanceError
-from .lexical import mix, mix_stance, stance_shares
+from .lexical import mix
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 MODEL_INPUTS = ("input_ids", "attention_mask", "actor_mask", "context")  # "context": models that use it
@@ -114,8 +114,9 @@ class Predictor:
         frame_p = np.zeros((len(windows), n_f), dtype=np.float32)
         stance_p = np.zeros((len(windows), n_a, n_v), dtype=np.float32)
         self._run(self.backend, windows, list(range(len(windows))), frame_p, stance_p, progress)
+        w_frames, w_stance = self.lexical_weights.get("frames", 0.0), self.lexical_weights.get("stance", 0.0)
         lexical = None
-        if self.lexical is not None and any(self.lexical_weights.values()):
+        if self.lexical is not None and (w_frames or w_stance):
             lexical = self.lexical.predict(texts)
         probs = self._finish(windows, frame_p, stance_p, len(texts), lexical)
         self.counts["paragraphs"] += len(texts)
@@ -146,7 +147,7 @@ class Predictor:
         frames, stance, n_win = aggregate(windows, frame_p, stance_p, n_items)
         if lexical is not None:
             frames = mix(frames, lexical[0], self.lexical_weights.get("frames", 0.0))
-            stance = mix_stance(stance, lexical[1], stance_shares(self.lexical_weights, self.encoder.codebook.actor_ids))
+            stance = mix(stance, lexical[1], self.lexical_weights.get("stance", 0.0))
         probs = Probabilities(frames, stance, n_win)
         return offtopic_as_absent(probs, on_topic(windows, n_items), self.encoder.codebook) if self.offtopic_none else probs
 

@@ -250,16 +250,3 @@ def _char_range(kind: str) -> tuple[int, int]:
 
 def mix(deep: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
     return ((1.0 - weight) * deep + weight * lexical).astype(np.float32)
-
-
-def stance_shares(weights: dict[str, float], actor_ids: list[str]) -> np.ndarray:
-    """(n_actors,) the lexical share of each actor's stance probabilities: ``stance:<actor>`` where
-    training chose one per actor, else the shared ``stance`` share (folders from before per-actor
-    shares have only that)."""
-    shared = weights.get("stance", 0.0)
-    return np.array([weights.get(f"stance:{a}", shared) for a in actor_ids], dtype=np.float32)
-
-
-def mix_stance(deep: np.ndarray, lexical: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """``mix`` for stance probabilities (n, n_actors, n_values), with a share per actor."""
-    return mix(deep, lexical, np.asarray(shares, dtype=np.float32)[None, :, None])

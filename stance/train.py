@@ -42,9 +42,6 @@ class TrainConfig:
     lexical: bool = True  # fit the TF-IDF side and mix it in where dev says it helps
     lexical_grid: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
     lexical_char_ngrams: tuple[int, int] | None = None  # e.g. (2, 5) for short, noisy texts
-    # choose the stance share on dev for each actor (the dev figure is a mean over actors, so each
-    # actor's share can be chosen on its own); off, or with select_on="stance_pooled_f_avg", one share
-    lexical_per_actor: bool = True
     # per actor, whether the document's earlier paragraphs named it (files list each document's
     # paragraphs in order); off for corpora of single texts such as tweets
     document_context: bool = True
@@ -271,10 +268,9 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
 
 
 def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, config: TrainConfig, log):
-    """Fit the lexical side on train and choose, on dev, how much of it to mix in per task (and,
-    for stance, per actor)."""
+    """Fit the lexical side on train and choose, on dev, how much of it to mix in per task."""
     from .inference import Probabilities
-    from .lexical import LexicalModel, mix, mix_stance, stance_shares
+    from .lexical import LexicalModel, mix
 
     lexical = LexicalModel.fit([r.text for r in train_records], [r.stance for r in train_records],
                                [r.frames for r in train_records], codebook, seed=config.seed,
@@ -289,25 +285,11 @@ def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, co
 
     w_frames = max(config.lexical_grid, key=lambda w: (round(dev_score(w, 0.0)[0], 4), -w)) if codebook.frames else 0.0
     w_stance = max(config.lexical_grid, key=lambda w: (round(dev_score(0.0, w)[1], 4), -w))
-    weights = {"frames": float(w_frames), "stance": float(w_stance)}
-    if config.lexical_per_actor and config.select_on != "stance_pooled_f_avg" and len(codebook.actors) > 1:
-        parts = {w: _dev_actor_parts(Probabilities(deep.frames, mix(deep.stance, lex_stance, w), deep.windows),
-                                     dev_records, gold, codebook, config) for w in config.lexical_grid}
-        per_actor = {}
-        for a in codebook.actor_ids:
-            scored = [w for w in config.lexical_grid if parts[w].get(a) is not None]
-            # an actor dev cannot score keeps the shared share; ties go to the smaller share
-            per_actor[a] = (max(scored, key=lambda w: (round(parts[w][a], 4), -w)) if scored else w_stance)
-        weights = {"frames": float(w_frames), **{f"stance:{a}": float(w) for a, w in per_actor.items()}}
-        log(f"lexical mix chosen on dev: frames {w_frames}, stance per actor "
-            + ", ".join(f"{a} {w}" for a, w in per_actor.items()) + f" (one share for all: {w_stance})")
-    else:
-        log(f"lexical mix chosen on dev: frames {w_frames}, stance {w_stance}")
-    model.config.lexical_weights = weights
-    if not any(weights.values()):
+    model.config.lexical_weights = {"frames": float(w_frames), "stance": float(w_stance)}
+    log(f"lexical mix chosen on dev: frames {w_frames}, stance {w_stance}")
+    if not (w_frames or w_stance):
         return None, deep
-    shares = stance_shares(weights, codebook.actor_ids)
-    return lexical, Probabilities(mix(deep.frames, lex_frames, w_frames), mix_stance(deep.stance, lex_stance, shares),
+    return lexical, Probabilities(mix(deep.frames, lex_frames, w_frames), mix(deep.stance, lex_stance, w_stance),
                                   deep.windows)
 
 
@@ -324,26 +306,6 @@ def _dev_parts(probs, dev_records, gold, codebook: Codebook, config: TrainConfig
     if config.select_on.startswith("stance_"):
         return frame_part, selection_score(s, config.select_on)
     return frame_part, float(np.mean([s[k]["value"] for k in ("stance_macro_f1", "reference_f1") if s.get(k)]))
-
-
-def _dev_actor_parts(probs, dev_records, gold, codebook: Codebook, config: TrainConfig) -> dict[str, float | None]:
-    """Each actor's share of the dev stance part (``_dev_parts``): its stance macro-F1 (or F_avg) and,
-    under the primary figure, its reference F1, averaged; None where dev cannot score the actor."""
-    from .inference import decide
-    from .metrics import score
-
-    stance, frames = decide(probs, codebook, {})
-    s = score(gold, [{"id": r.id, "stance": st, "frames": fr} for r, st, fr in zip(dev_records, stance, frames)],
-              codebook, n_boot=0)
-    key = "f_avg" if config.select_on == "stance_f_avg" else "macro_f1"
-    out = {}
-    for a in codebook.actor_ids:
-        figures = [(s["stance"].get(a) or {}).get(key)]
-        if not config.select_on.startswith("stance_"):
-            figures.append((s.get("reference") or {}).get(a, {}).get("f1"))
-        values = [f["value"] for f in figures if f and f.get("value") is not None]
-        out[a] = float(np.mean(values)) if values else None
-    return out
 
 
 def _choose_offtopic_rule(model, encoder, dev_records, probs, codebook: Codebook, config: TrainConfig, log):
