@@ -138,7 +138,8 @@ class LabelWorker(_Worker):
 class ChunkWorker(_Worker):
     """The command's worker: labels whole chunks of input items, each exactly a local-engine chunk.
 
-    With each chunk it returns when it began, the seconds it spent and who it is, for throughput figures.
+    With each chunk it returns when it began, the seconds it spent and who it is, for throughput figures,
+    and how many of its paragraphs the int8 backend rechecked in fp32.
     """
 
     def __init__(self, *args, **kwargs):
@@ -150,10 +151,11 @@ class ChunkWorker(_Worker):
     def __call__(self, batch):
         import pyarrow as pa
 
-        out, began, seconds = [], [], []
+        out, began, seconds, rechecked = [], [], [], []
         for payload, state in zip(batch.column("items").to_pylist(), batch.column("context").to_pylist()):
             began.append(time.time())
             started = time.perf_counter()
+            before = self.labeler.predictor.counts["rechecked"]
             records = pickle.loads(payload)
             good = [r for r in records if r["problem"] is None]
             context = DocumentContext.from_state(len(self.labeler.codebook.actors), json.loads(state))
@@ -162,8 +164,10 @@ class ChunkWorker(_Worker):
                 r["labels"] = labels
             out.append(pickle.dumps(records))
             seconds.append(time.perf_counter() - started)
+            rechecked.append(self.labeler.predictor.counts["rechecked"] - before)
         return pa.table({"chunk": batch.column("chunk"), "items": pa.array(out, pa.binary()),
-                         "began": began, "seconds": seconds, "worker": [self.name] * len(out)})
+                         "began": began, "seconds": seconds, "worker": [self.name] * len(out),
+                         "rechecked": rechecked})
 
 
 def _model_folder(model, backend: str, log):
@@ -660,14 +664,15 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
             ds = _label_chunks(ray, files, opts, collector.done, collector.finished_files(), folder, backend,
                                batch_size, chunk_size, _workers(ray, workers, threads, log), threads, recheck)
             for batch in (ds.iter_batches(batch_size=None, batch_format="pyarrow") if ds is not None else ()):
-                for payload, began, seconds, worker in zip(*(batch.column(c).to_pylist()
-                                                             for c in ("items", "began", "seconds", "worker"))):
+                for payload, began, seconds, worker, again in zip(*(batch.column(c).to_pylist() for c in
+                                                                    ("items", "began", "seconds", "worker", "rechecked"))):
                     records = pickle.loads(payload)
                     w = workers_seen.setdefault(worker, {"worker": worker, "paragraphs": 0, "busy_s": 0.0,
-                                                         "began": began})
+                                                         "began": began, "rechecked": 0})
                     w["began"] = min(w["began"], began)
                     w["paragraphs"] += sum(r["problem"] is None for r in records)
                     w["busy_s"] += seconds
+                    w["rechecked"] += again
                     collector.take(records)
             collector.finish()
     except Exception as e:
@@ -678,7 +683,14 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
     finally:
         collector.bar.close()
     collector.complete()
+    paragraphs = sum(w["paragraphs"] for w in workers_seen.values())
+    rechecked = sum(w["rechecked"] for w in workers_seen.values())
+    if backend == "onnx-int8" and paragraphs and recheck != 0:
+        log(f"int8: {rechecked} of {paragraphs} paragraphs ({rechecked / paragraphs:.1%}) had a decision near its "
+            f"boundary and were decided in fp32")
     summary = report(collector.counts, collector.stats, time.time() - started, output, collector.shown_errors, log)
+    if backend == "onnx-int8" and recheck != 0:
+        summary["rechecked"] = rechecked
     if workers_seen:  # clocks of other nodes are trusted to within a fraction of a second
         summary["start_s"] = round(min(w.pop("began") for w in workers_seen.values()) - started, 2)
         summary["workers"] = [{**w, "busy_s": round(w["busy_s"], 2)} for w in workers_seen.values()]

@@ -328,7 +328,10 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "tor
     if labeler.predictor.recheck_margin > 0 and c["paragraphs"]:
         log(f"int8: {c['rechecked']} of {c['paragraphs']} paragraphs ({c['rechecked'] / c['paragraphs']:.1%}) had a "
             f"decision within {labeler.predictor.recheck_margin} of its boundary and were decided in fp32")
-    return report(counts, stats, time.time() - started, output, shown_errors, log)
+    summary = report(counts, stats, time.time() - started, output, shown_errors, log)
+    if labeler.predictor.recheck_margin > 0:
+        summary["rechecked"] = c["rechecked"]  # in this run (a resumed run counts what it labelled)
+    return summary
 
 
 # -- pieces shared with the Ray engine (stance/distributed.py) ---------------------------------

@@ -85,7 +85,8 @@ def assert_same_labels(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 @needs_ray
-@pytest.mark.parametrize("fmt,backend", [("jsonl", "torch"), ("csv", "onnx"), ("parquet", "onnx")])
+@pytest.mark.parametrize("fmt,backend", [("jsonl", "torch"), ("csv", "onnx"), ("parquet", "onnx"),
+                                         ("jsonl", "onnx-int8")])
 def test_ray_engine_equals_the_local_engine_row_for_row(tiny_model, cluster, corpus, tmp_path, fmt, backend):
     local, shard = tmp_path / f"local.{fmt}", tmp_path / f"ray.{fmt}"
     expected = run_label(corpus, str(local), model=tiny_model, backend=backend, threads=1, chunk_size=32, **QUIET)
@@ -101,6 +102,9 @@ def test_ray_engine_equals_the_local_engine_row_for_row(tiny_model, cluster, cor
     assert not Path(str(shard) + ".shards").exists()  # assembled, shards removed
     if fmt != "parquet":  # the same chunks, backend and threads: the very same bytes
         assert shard.read_bytes() == local.read_bytes()
+    if backend == "onnx-int8":  # the same close calls rechecked in fp32, chunk by chunk
+        assert got["rechecked"] == expected["rechecked"] > 0
+        assert got["rechecked"] == sum(w["rechecked"] for w in got["workers"])
 
 
 @needs_ray
