@@ -98,7 +98,7 @@ def label_schema(codebook):
 class _Worker:
     """A Ray actor's labeller, loaded once when the actor starts."""
 
-    def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 1,
+    def __init__(self, model: str, backend: str = "onnx", batch_size: int = 32, threads: int = 1,
                  recheck: float | None = None):
         from .labeler import Labeler
 
@@ -114,7 +114,7 @@ class LabelWorker(_Worker):
     Dataset's batches come in no order that document context could be carried through.
     """
 
-    def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 1,
+    def __init__(self, model: str, backend: str = "onnx", batch_size: int = 32, threads: int = 1,
                  text_col: str = "text", recheck: float | None = None):
         super().__init__(model, backend, batch_size, threads, recheck)
         self.text_col = text_col
@@ -201,7 +201,7 @@ def _worker_args(folder, backend: str, batch_size: int, threads: int, recheck: f
     return dict(model=str(folder), backend=backend, batch_size=batch_size, threads=threads, recheck=recheck)
 
 
-def label_dataset(ds, model=None, *, text_col: str = "text", backend: str = "torch", workers: int | None = None,
+def label_dataset(ds, model=None, *, text_col: str = "text", backend: str = "onnx", workers: int | None = None,
                   threads: int = 1, batch_size: int = 32, rows_per_call: int = 512, log=None,
                   recheck: float | None = None):
     """Label a ``ray.data.Dataset``: its rows with the label columns added, as a new (lazy) Dataset.
@@ -613,7 +613,7 @@ def _stance_error(e: BaseException) -> StanceError | None:
     return None
 
 
-def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = "torch", fmt: str | None = None,
+def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = "onnx", fmt: str | None = None,
                   opts: ReadOptions | None = None, batch_size: int = 32, chunk_size: int = 512,
                   shard_size: int = 4096, workers: int | None = None, threads: int | None = None,
                   address: str | None = None, resume: bool = False, force: bool = False, on_error: str = "skip",

@@ -57,11 +57,14 @@ class Labeler:
         self.progress = progress
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, backend: str = "torch", batch_size: int = 32,
+    def from_pretrained(cls, path: str | Path | None = None, backend: str = "onnx", batch_size: int = 32,
                         codebook: Codebook | None = None, threads: int | None = None,
                         progress: bool | None = None, log=None, recheck: float | None = None) -> "Labeler":
         """Load a model folder (default: the shipped ``models/default``).
 
+        ``backend``: ``onnx`` (default: ONNX Runtime fp32, the torch model's probabilities to about 1e-4,
+        exported once and cached, and it starts without importing torch), ``onnx-int8`` (about twice as
+        fast) or ``torch`` (the model as trained; what training and ``stance evaluate`` use).
         ``codebook``, when given, must match the model's; ``threads`` caps CPU threads.
         ``recheck`` (``onnx-int8`` only; default ``inference.INT8_RECHECK``, 0 turns it off): paragraphs
         with a decision closer than this to its boundary are run again in fp32, so that int8's rounding

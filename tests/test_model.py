@@ -68,8 +68,10 @@ def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)
     texts = [r["text"] for r in synthetic_records(40, seed=11)] + ["Kyiv said no.", "Short one about Trump."]
-    torch_df = Labeler.from_pretrained(folder, batch_size=8).label(texts)
-    onnx_df = Labeler.from_pretrained(folder, backend="onnx", batch_size=8).label(texts)
+    torch_df = Labeler.from_pretrained(folder, backend="torch", batch_size=8).label(texts)
+    default = Labeler.from_pretrained(folder, batch_size=8)
+    assert default.backend_name == "onnx"  # labelling's default: the torch model's labels, faster
+    onnx_df = default.label(texts)
     prob_cols = [c for c in torch_df.columns if c.startswith("p_")]
     np.testing.assert_allclose(torch_df[prob_cols].to_numpy(float), onnx_df[prob_cols].to_numpy(float), atol=2e-4)
     assert list((folder / "onnx").glob("*-fp32.onnx"))  # cached beside the model
