@@ -45,6 +45,7 @@ from pathlib import Path
 
 from .encoding import DocumentContext
 from .errors import StanceError
+from .inference import INT8_RECHECK
 from .inputs import InputError, Item, ReadOptions, Stats, expand_inputs, is_input_file, read_items
 from .labeling import (
     AppendWriter,
@@ -59,6 +60,7 @@ from .labeling import (
     output_row,
     parquet_schema,
     report,
+    report_rechecked,
     run_defaults,
     run_signature,
     write_parquet_part,
@@ -683,14 +685,10 @@ def run_label_ray(inputs: list[str], output: str, *, model=None, backend: str = 
     finally:
         collector.bar.close()
     collector.complete()
-    paragraphs = sum(w["paragraphs"] for w in workers_seen.values())
-    rechecked = sum(w["rechecked"] for w in workers_seen.values())
-    if backend == "onnx-int8" and paragraphs and recheck != 0:
-        log(f"int8: {rechecked} of {paragraphs} paragraphs ({rechecked / paragraphs:.1%}) had a decision near its "
-            f"boundary and were decided in fp32")
     summary = report(collector.counts, collector.stats, time.time() - started, output, collector.shown_errors, log)
-    if backend == "onnx-int8" and recheck != 0:
-        summary["rechecked"] = rechecked
+    margin = (INT8_RECHECK if recheck is None else recheck) if backend == "onnx-int8" else 0.0
+    report_rechecked(summary, sum(w["rechecked"] for w in workers_seen.values()),
+                     sum(w["paragraphs"] for w in workers_seen.values()), margin, log)
     if workers_seen:  # clocks of other nodes are trusted to within a fraction of a second
         summary["start_s"] = round(min(w.pop("began") for w in workers_seen.values()) - started, 2)
         summary["workers"] = [{**w, "busy_s": round(w["busy_s"], 2)} for w in workers_seen.values()]

@@ -324,14 +324,9 @@ def run_label(inputs: list[str], output: str, *, model=None, backend: str = "onn
     checkpoint.remove()
     if fmt == "parquet":
         writer.cleanup()
-    c = labeler.predictor.counts
-    if labeler.predictor.recheck_margin > 0 and c["paragraphs"]:
-        log(f"int8: {c['rechecked']} of {c['paragraphs']} paragraphs ({c['rechecked'] / c['paragraphs']:.1%}) had a "
-            f"decision within {labeler.predictor.recheck_margin} of its boundary and were decided in fp32")
     summary = report(counts, stats, time.time() - started, output, shown_errors, log)
-    if labeler.predictor.recheck_margin > 0:
-        summary["rechecked"] = c["rechecked"]  # in this run (a resumed run counts what it labelled)
-    return summary
+    c = labeler.predictor.counts  # in this run (a resumed run counts what it labelled)
+    return report_rechecked(summary, c["rechecked"], c["paragraphs"], labeler.predictor.recheck_margin, log)
 
 
 # -- pieces shared with the Ray engine (stance/distributed.py) ---------------------------------
@@ -394,6 +389,17 @@ def report(counts: dict, stats: Stats, seconds: float, output, shown_errors: int
         f"{stats.files} files read, {stats.ignored_files} ignored; {seconds:.1f} s -> {output}")
     return {**counts, "files": stats.files, "ignored_files": stats.ignored_files, "dropped": stats.dropped,
             "seconds": round(seconds, 1), "output": str(output)}
+
+
+def report_rechecked(summary: dict, rechecked: int, paragraphs: int, margin: float, log) -> dict:
+    """With the int8 backend's fp32 recheck on (``margin`` > 0): log how many paragraphs it decided
+    and add the count to the run's summary."""
+    if margin > 0:
+        if paragraphs:
+            log(f"int8: {rechecked} of {paragraphs} paragraphs ({rechecked / paragraphs:.1%}) had a decision "
+                f"within {margin} of its boundary and were decided in fp32")
+        summary["rechecked"] = rechecked
+    return summary
 
 
 def label_columns(cb) -> list[str]:
