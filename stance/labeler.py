@@ -48,12 +48,13 @@ class Labeler:
         self.codebook = codebook
         self.config = config
         self.backend_name = backend_name
-        self.thresholds = dict(config.thresholds)
         self.encoder = ParagraphEncoder.for_model(config, codebook)
         from .lexical import LexicalModel
 
         self.predictor = Predictor.for_model(self.encoder, backend, config, batch_size,
                                              LexicalModel.load(folder, codebook), recheck, recheck_margin)
+        # one dict: the frame thresholds decisions are made with are those the int8 recheck measures against
+        self.thresholds = self.predictor.thresholds
         self.progress = progress
 
     @classmethod
