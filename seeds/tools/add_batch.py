@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_splits import choose_dev, near_duplicates, profile, read  # noqa: E402
+from make_splits import choose_dev, drop_leaks, profile, read  # noqa: E402
 
 ACTORS = ("putin", "trump", "russia", "ukraine", "west")
 FRAMES = ("isolation", "resentment", "grand_bargain")
@@ -100,23 +100,11 @@ def main() -> None:
            "dev": [gold[r["id"]] for r in main_rows if r["doc_id"] in dev],
            "test": [gold[r["id"]] for r in test_rows]}
 
-    # near-duplicates: against the existing corpus and between the new splits; the new side goes
-    new_ids = {r["id"] for r in rows}
+    # near-duplicates, against the existing corpus and between the new splits: only new lines go
     both = {name: existing[name] + new[name] for name in new}
-    dropped = set()
-    rank = {"train": 0, "dev": 1, "test": 2}
-    split_of = {r["id"]: name for name, rs in both.items() for r in rs}
-    for a, b, ratio in near_duplicates(both):
-        if a in new_ids and b in new_ids:
-            dropped.add(a if rank[split_of[a]] < rank[split_of[b]] else b)
-        else:
-            dropped.add(a if a in new_ids else b)
-    for name in new:
-        kept = [r for r in new[name] if r["id"] not in dropped]
-        sizes = Counter(r["doc_id"] for r in kept)
-        small = {d for d, n in sizes.items() if n < 3}
-        dropped |= {r["id"] for r in kept if r["doc_id"] in small}
-        new[name] = [r for r in kept if r["doc_id"] not in small]
+    old_ids = frozenset(r["id"] for rs in existing.values() for r in rs)
+    dropped = set(drop_leaks(both, keep=old_ids))
+    new = {name: [r for r in both[name] if r["id"] not in old_ids] for name in new}
     print(f"left out {len(dropped)} paragraphs (near-duplicates of another split, or their document too short): "
           f"{sorted(dropped)}")
 

@@ -101,14 +101,16 @@ def near_duplicates(splits: dict[str, list[dict]], threshold: float = 0.3) -> li
     return out
 
 
-def drop_leaks(splits: dict[str, list[dict]]) -> list[str]:
+def drop_leaks(splits: dict[str, list[dict]], keep: frozenset = frozenset()) -> list[str]:
     """Remove near-duplicates across splits, always from the larger split's side (train before
-    dev before test), and drop a document that falls below three paragraphs."""
+    dev before test) unless that paragraph is in ``keep`` (then from the other side), and drop a
+    document that falls below three paragraphs."""
     rank = {"train": 0, "dev": 1, "test": 2}
     split_of = {r["id"]: name for name, rows in splits.items() for r in rows}
     dropped = set()
     for a, b, _ in near_duplicates(splits):
-        dropped.add(a if rank[split_of[a]] < rank[split_of[b]] else b)
+        first, second = (a, b) if rank[split_of[a]] < rank[split_of[b]] else (b, a)
+        dropped.add(second if first in keep else first)
     for name in splits:
         rows = [r for r in splits[name] if r["id"] not in dropped]
         sizes = Counter(r["doc_id"] for r in rows)
