@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,8 +45,8 @@ def apply(row: dict, values: dict[str, str]) -> dict:
     return {**row, "stance": stance, "frames": frames}
 
 
-def write_lines(rows, path: Path, mode: str = "a") -> None:
-    with open(path, mode, encoding="utf-8") as f:
+def append_lines(rows, path: Path) -> None:
+    with open(path, "a", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
@@ -109,7 +109,7 @@ def main() -> None:
           f"{sorted(dropped)}")
 
     for name, rs in new.items():
-        write_lines([{k: r[k] for k in ORDER if k in r} | {"split": name} for r in rs], corpus / f"{name}.jsonl")
+        append_lines([{k: r[k] for k in ORDER if k in r} | {"split": name} for r in rs], corpus / f"{name}.jsonl")
         frames, stance = profile(rs)
         print(f"{name}: +{len({r['doc_id'] for r in rs})} docs, +{len(rs)} paragraphs; "
               f"frames {({k: round(v, 2) for k, v in frames.items()})}; stance {({k: round(v, 2) for k, v in stance.items()})}")
@@ -117,12 +117,12 @@ def main() -> None:
     whole = sum(sizes.values())
     print("corpus now", {k: f"{v} ({v / whole:.1%})" for k, v in sizes.items()})
 
-    write_lines([{"id": r["id"], "doc_id": r["doc_id"], "text": r["text"], "stance": r["stance"],
+    append_lines([{"id": r["id"], "doc_id": r["doc_id"], "text": r["text"], "stance": r["stance"],
                   "frames": r["frames"], "annotator": "pass_a_writers"} for r in rows], agreement / "pass_a.jsonl")
-    write_lines([{"id": r["id"], "doc_id": r["doc_id"], "text": r["text"], "stance": pass_b[r["id"]]["stance"],
+    append_lines([{"id": r["id"], "doc_id": r["doc_id"], "text": r["text"], "stance": pass_b[r["id"]]["stance"],
                   "frames": pass_b[r["id"]]["frames"], "annotator": "pass_b_independent"} for r in rows],
                 agreement / "pass_b.jsonl")
-    write_lines(adjudication, agreement / "adjudication.jsonl")
+    append_lines(adjudication, agreement / "adjudication.jsonl")
 
 
 if __name__ == "__main__":
