@@ -49,7 +49,8 @@ def cmd_train(args) -> int:
     config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          lr_lora=args.lr, lr_heads=args.lr_heads, max_length=args.max_length,
                          patience=args.patience, threads=args.threads, lora_r=args.lora_r,
-                         lora_alpha=2.0 * args.lora_r,
+                         lora_alpha=2.0 * args.lora_r, lora_dropout=args.lora_dropout,
+                         attention_dropout=args.attention_dropout, bf16=args.bf16,
                          tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical,
                          lexical_char_ngrams=tuple(args.char_ngrams) if args.char_ngrams else None,
                          select_on=args.select_on, document_context=not args.no_document_context,
@@ -125,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-heads", type=float, default=2e-3)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lora-r", type=int, default=16, help="rank of the LoRA adapters (alpha = 2r)")
+    p.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the LoRA adapters' input")
+    p.add_argument("--attention-dropout", type=float,
+                   help="the encoder's attention dropout while training (default: the base's own, 0.1)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for training steps: faster on CPUs with native bf16 "
+                        "(avx512_bf16, AMX), much slower on others")
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--threads", type=int)
     p.add_argument("--n-boot", type=int, default=1000)

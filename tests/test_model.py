@@ -64,6 +64,41 @@ def test_same_seed_reproduces_the_same_model(tiny_data, codebook, tmp_path):
         assert np.allclose(a[k].numpy(), b[k].numpy()), k
 
 
+def test_fast_training_options_change_training_and_are_recorded(tiny_data, codebook, tmp_path):
+    """No LoRA or attention dropout and bf16 autocast (the default model's speed settings): the
+    encoder is built without those dropouts, the run differs from the plain one, stays seeded,
+    and the folder records the settings and loads."""
+    import torch
+
+    from stance.data import read_records
+    from stance.model import LoRALinear
+    from stance.train import TrainConfig, train
+
+    recs = read_records(tiny_data["train"], codebook)[:48]
+
+    def run(**kw):
+        config = TrainConfig(epochs=1, base="random", encoder_config=TINY_ENCODER, lora_r=2, seed=3,
+                             progress=False, **kw)
+        return train(recs, [], codebook, config, log=lambda m: None).model
+
+    plain = run()
+    fast = run(lora_dropout=0.0, attention_dropout=0.0, bf16=True)
+    again = run(lora_dropout=0.0, attention_dropout=0.0, bf16=True)
+    lora = [m for m in fast.modules() if isinstance(m, LoRALinear)]
+    assert lora and all(isinstance(m.dropout, torch.nn.Identity) for m in lora)
+    assert all(isinstance(m.dropout, torch.nn.Dropout) for m in plain.modules() if isinstance(m, LoRALinear))
+    assert fast.encoder.config.attention_probs_dropout_prob == 0.0
+    assert plain.encoder.config.attention_probs_dropout_prob == TINY_ENCODER.get("attention_probs_dropout_prob", 0.1)
+    a, b, c = plain.trainable_state(), fast.trainable_state(), again.trainable_state()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    fast.save_pretrained(tmp_path / "fast")
+    config = json.loads((tmp_path / "fast" / "config.json").read_text())
+    assert config["lora_dropout"] == 0.0 and config["attention_dropout"] == 0.0
+    loaded = StanceModel.from_pretrained(tmp_path / "fast")
+    assert all(torch.equal(loaded.trainable_state()[k], b[k]) for k in b)
+
+
 def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)

@@ -54,7 +54,7 @@ def append_lines(rows, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--main", nargs="+", required=True)
-    p.add_argument("--test", nargs="+", required=True)
+    p.add_argument("--test", nargs="*", default=[], help="batches written apart for test (none: test unchanged)")
     p.add_argument("--pass-b", nargs="+", required=True)
     p.add_argument("--decisions", nargs="+", required=True)
     p.add_argument("--corpus", default="seeds/corpus")
