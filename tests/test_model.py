@@ -99,6 +99,22 @@ def test_fast_training_options_change_training_and_are_recorded(tiny_data, codeb
     assert all(torch.equal(loaded.trainable_state()[k], b[k]) for k in b)
 
 
+def test_train_command_passes_the_speed_flags_to_training(tiny_data, tmp_path, monkeypatch):
+    import stance.train
+    from stance.cli import main
+
+    seen = {}
+    monkeypatch.setattr(stance.train, "train_to_folder", lambda *a, **kw: seen.setdefault("config", a[4]))
+    base = ["train", "--train", str(tiny_data["train"]), "--dev", str(tiny_data["dev"])]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    plain = seen.pop("config")
+    assert (plain.lora_dropout, plain.attention_dropout, plain.bf16, plain.epochs) == (0.05, None, False, 6)
+    assert main(base + ["--out", str(tmp_path / "b"), "--lora-dropout", "0", "--attention-dropout", "0",
+                        "--bf16", "--epochs", "4"]) == 0
+    fast = seen.pop("config")
+    assert (fast.lora_dropout, fast.attention_dropout, fast.bf16, fast.epochs) == (0.0, 0.0, True, 4)
+
+
 def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)
