@@ -41,6 +41,19 @@ def test_interval_dots_and_lines(tmp_path):
     _png(ax.figure, tmp_path)
 
 
+def test_empty_plots_say_so_without_a_warning(tmp_path):
+    import warnings
+
+    empty = pd.DataFrame({"cat": [], "system": [], "value": [], "low": [], "high": []})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns on identical limits; a notebook shows it
+        ax = plots.interval_dots(empty, y="cat", hue="system", title="t")
+        grid = plots.heatmap(pd.DataFrame(index=["a", "b"], columns=[]), title="t")
+    assert [t.get_text() for t in ax.texts] == ["nothing to show"]
+    assert [t.get_text() for t in grid.texts] == ["nothing to show"]
+    _png(ax.figure, tmp_path)
+
+
 def test_heatmap_and_confusion(tmp_path):
     data = pd.DataFrame([[0.5, np.nan], [-0.2, 1.0]], index=["r1", "r2"], columns=["c1", "c2"])
     ax = plots.heatmap(data, vmin=-1, vmax=1, cbar_label="net")
