@@ -1,12 +1,12 @@
 """How the default recipe's scores grow with training data: a learning curve.
 
-    python benchmarks/learning_curve.py                      # 25% and 50% of train, about 12 min
+    python benchmarks/learning_curve.py                      # 25% and 50% of train, about 15 min
     python benchmarks/learning_curve.py --fractions 0.1 0.25 0.5 1.0
 
 For each fraction, whole documents of the seed corpus's train split are drawn at random (seeded)
-until that share of its paragraphs is reached; the model is trained with the recipe of the shipped
-model (the flags below default to the README's rebuild command) and early-stopped on the full dev
-split; the model and the TF-IDF + logistic-regression baseline trained on the same subset are
+until that share of its paragraphs is reached; the model is trained with the shipped model's recipe
+(the README's rebuild command: character n-grams, no dropout, bf16; ``--epochs`` and ``--seed``
+default to its values) and early-stopped on the full dev split; the model and the TF-IDF + logistic-regression baseline trained on the same subset are
 scored on the full test split. The table answers a researcher's planning question (how much
 annotation buys how much quality) and shows whether the margin over TF-IDF grows with data.
 Results also go to ``benchmarks/results/learning_curve.json``.
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stance.codebook import Codebook  # noqa: E402
-from stance.data import read_records  # noqa: E402
+from stance.data import read_records, write_records  # noqa: E402
 from stance.train import TrainConfig, train_to_folder  # noqa: E402
 
 FIGURES = ("frames_macro_f1", "stance_macro_f1", "reference_f1")
@@ -47,12 +47,6 @@ def subsample(records, fraction: float, seed: int):
         chosen.add(d)
         n += len(docs[d])
     return [r for r in records if r.doc_id in chosen]
-
-
-def write_jsonl(records, path: Path) -> Path:
-    path.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records),
-                    encoding="utf-8")
-    return path
 
 
 def main() -> None:
@@ -78,7 +72,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for fraction in sorted(args.fractions):
             subset = subsample(train, fraction, args.seed)
-            path = write_jsonl(subset, Path(tmp) / f"train_{fraction}.jsonl")
+            path = Path(tmp) / f"train_{fraction}.jsonl"
+            write_records(subset, path)
             config = TrainConfig(epochs=args.epochs, seed=args.seed, lexical_char_ngrams=(2, 5), lora_dropout=0.0,
                                  attention_dropout=0.0, bf16=True, progress=False)
             started = time.time()

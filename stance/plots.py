@@ -23,6 +23,14 @@ def _ax(ax, figsize):
     return ax
 
 
+def _nothing_to_show(ax, **labels):
+    """An empty plot that says so; drawing no data would only raise matplotlib's warnings."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="grey")
+    return _label(ax, **labels)
+
+
 def _label(ax, xlabel=None, ylabel=None, title=None, legend: bool = False):
     """Axis labels and title where given, and a legend for plots with one series per hue."""
     if xlabel:
@@ -51,10 +59,8 @@ def interval_dots(df, y: str, value: str = "value", low: str = "low", high: str 
     hues = ([None] if hue is None else
             (list(hue_order) if hue_order is not None else list(dict.fromkeys(df[hue].tolist()))))
     ax = _ax(ax, (7, 0.35 * len(cats) * max(1, len(hues) ** 0.5) + 1.2))
-    if not cats:  # e.g. no group passed a notebook's minimum size: say so rather than warn
-        ax.set_yticks([])
-        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="grey")
-        return _label(ax, xlabel=xlabel, title=title)
+    if not cats:  # e.g. no group passed a notebook's minimum size
+        return _nothing_to_show(ax, xlabel=xlabel, title=title)
     pos = {c: k for k, c in enumerate(cats)}
     step = 0.8 / max(1, len(hues))
     for j, (h, color) in enumerate(zip(hues, _colors(len(hues)))):
@@ -109,11 +115,8 @@ def heatmap(data, ax=None, cmap: str = "RdBu", vmin: float | None = None, vmax: 
     frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data))
     values = frame.to_numpy(dtype=float)
     ax = _ax(ax, (1.0 + 0.9 * values.shape[1], 0.8 + 0.4 * values.shape[0]))
-    if not values.size:  # no rows or no columns (e.g. none passed a minimum count): say so
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="grey")
-        return _label(ax, xlabel=xlabel, ylabel=ylabel, title=title)
+    if not values.size:  # no rows or no columns (e.g. none passed a minimum count)
+        return _nothing_to_show(ax, xlabel=xlabel, ylabel=ylabel, title=title)
     cm = plt.get_cmap(cmap).with_extremes(bad=_BLANK)
     finite = values[np.isfinite(values)]
     vmin = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
