@@ -51,6 +51,7 @@ def cmd_train(args) -> int:
                          patience=args.patience, threads=args.threads, lora_r=args.lora_r,
                          lora_alpha=2.0 * args.lora_r, lora_dropout=args.lora_dropout,
                          attention_dropout=args.attention_dropout, bf16=args.bf16,
+                         lora_layers=args.lora_layers,
                          tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical,
                          lexical_char_ngrams=tuple(args.char_ngrams) if args.char_ngrams else None,
                          select_on=args.select_on, document_context=not args.no_document_context,
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lora-r", type=int, default=16, help="rank of the LoRA adapters (alpha = 2r)")
     p.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the LoRA adapters' input")
+    p.add_argument("--lora-layers", type=int,
+                   help="adapt only the top N encoder layers (default: all); the layers below are "
+                        "computed once before training, so each epoch is faster")
     p.add_argument("--attention-dropout", type=float,
                    help="the encoder's attention dropout while training (default: the base's own, 0.1)")
     p.add_argument("--bf16", action="store_true",

@@ -35,6 +35,9 @@ class ModelConfig:
     # the encoder's attention-probability dropout while training (None: the base's own, 0.1);
     # drawing its masks is a fifth of a CPU training step
     attention_dropout: float | None = None
+    # LoRA and layer-norm tuning only in the top N encoder layers (None: all of them). The layers
+    # below stay the base model's, so training computes their output once and reuses it each epoch
+    lora_layers: int | None = None
     lora_targets: tuple[str, ...] = ("query", "key", "value", "attention.output.dense",
                                      "intermediate.dense", "output.dense")
     head_hidden: int = 256

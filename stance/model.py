@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -69,12 +70,34 @@ class LoRALinear(nn.Module):
         return out
 
 
+def frozen_layers(encoder: nn.Module, config: ModelConfig) -> int:
+    """How many of the encoder's lowest layers training leaves as they are (``config.lora_layers``)."""
+    n = encoder.config.num_hidden_layers
+    if config.lora_layers is None:
+        return 0
+    if not 1 <= config.lora_layers <= n:
+        raise ValueError(f"lora_layers must be between 1 and {n} (the encoder's layers), not {config.lora_layers}")
+    return n - config.lora_layers
+
+
+def _layer_of(name: str) -> int | None:
+    """The encoder layer a parameter or module belongs to ("encoder.layer.3.…" -> 3); None for embeddings."""
+    m = re.search(r"(?:^|\.)layer\.(\d+)\.", name)
+    return int(m.group(1)) if m else None
+
+
 def add_lora(encoder: nn.Module, config: ModelConfig) -> None:
     for p in encoder.parameters():
         p.requires_grad_(False)
+    first = frozen_layers(encoder, config)
+
+    def tuned(name: str) -> bool:
+        layer = _layer_of(name)
+        return first == 0 or (layer is not None and layer >= first)
+
     targets = []
     for name, module in encoder.named_modules():
-        if isinstance(module, nn.Linear) and any(name.endswith(t) for t in config.lora_targets):
+        if isinstance(module, nn.Linear) and any(name.endswith(t) for t in config.lora_targets) and tuned(name):
             targets.append(name)
     for name in targets:
         parent_name, _, child = name.rpartition(".")
@@ -83,7 +106,7 @@ def add_lora(encoder: nn.Module, config: ModelConfig) -> None:
                                           config.lora_dropout))
     # Layer norms are cheap to tune and help the encoder shift to news text.
     for name, p in encoder.named_parameters():
-        if "LayerNorm" in name:
+        if "LayerNorm" in name and tuned(name):
             p.requires_grad_(True)
 
 
@@ -146,8 +169,37 @@ class StanceModel(nn.Module):
     # forward takes and returns plain tensors so that it exports to ONNX as one graph.
     def forward(self, input_ids, attention_mask, actor_mask, context=None):
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.heads(h, attention_mask, actor_mask, context)
+
+    # -- the encoder in two parts, for training with frozen lower layers ---------------------
+    @property
+    def frozen_layers(self) -> int:
+        return frozen_layers(self.encoder, self.config)
+
+    def _layers(self, h, attention_mask, start: int, stop: int):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=h, attention_mask=attention_mask)
+        for layer in self.encoder.encoder.layer[start:stop]:
+            out = layer(h, mask)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    @torch.no_grad()
+    def lower(self, input_ids, attention_mask):
+        """The hidden states after the frozen layers (the embeddings' output if none are frozen)."""
+        h = self.encoder.embeddings(input_ids=input_ids)
+        return self._layers(h, attention_mask, 0, self.frozen_layers)
+
+    def upper(self, hidden, attention_mask, actor_mask, context=None):
+        """``forward`` from the output of ``lower``: the tuned layers and the heads."""
+        h = self._layers(hidden, attention_mask, self.frozen_layers, self.encoder.config.num_hidden_layers)
+        return self.heads(h, attention_mask, actor_mask, context)
+
+    def heads(self, h, attention_mask, actor_mask, context=None):
+        """Frame and stance logits from the encoder's last hidden states."""
+        b = h.shape[0]
         paragraph = _masked_mean(h, attention_mask)  # (B, H)
-        b = input_ids.shape[0]
 
         # frames: each frame looks for its own signals in the paragraph
         frames = self.frame_base + self.frame_delta  # (F, H)

@@ -99,6 +99,94 @@ def test_fast_training_options_change_training_and_are_recorded(tiny_data, codeb
     assert all(torch.equal(loaded.trainable_state()[k], b[k]) for k in b)
 
 
+def test_frozen_lower_layers_split_the_forward_pass_exactly(codebook):
+    """With LoRA in the top layer only, the bottom layer and the embeddings stay the base
+    model's, and lower() then upper() gives forward()'s logits, padding included."""
+    import torch
+
+    from stance.folder import ModelConfig
+    from stance.model import LoRALinear
+
+    encoder = dict(TINY_ENCODER, num_hidden_layers=3)
+    model = StanceModel.create(codebook, ModelConfig(base="random", encoder_config=encoder, lora_r=2,
+                                                     lora_layers=1, context_features=3))
+    assert model.frozen_layers == 2
+    lora = [n for n, m in model.encoder.named_modules() if isinstance(m, LoRALinear)]
+    assert lora and all(n.startswith("encoder.layer.2.") for n in lora)
+    tuned = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
+    assert tuned and all(n.startswith("encoder.layer.2.") for n in tuned)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_b" in name:
+            p.data.normal_(0, 0.1)  # a trained-looking adapter, so the top layer is not the base's
+    model.eval()
+    ids = torch.randint(1000, 3000, (3, 20))
+    mask = torch.ones(3, 20, dtype=torch.long)
+    mask[1, 12:] = 0
+    mask[2, 5:] = 0
+    actor_mask = torch.zeros(3, len(codebook.actors), 20)
+    actor_mask[:, 0, 2:4] = 1
+    context = torch.rand(3, len(codebook.actors), 3)
+    with torch.no_grad():
+        whole = model(ids, mask, actor_mask, context)
+        split = model.upper(model.lower(ids, mask), mask, actor_mask, context)
+        short = model.upper(model.lower(ids[2:, :5], mask[2:, :5]), mask[2:, :5], actor_mask[2:, :, :5],
+                            context[2:])
+    for a, b in zip(whole, split):
+        assert torch.allclose(a, b, atol=1e-5)
+    for a, b in zip(whole, short):  # the same paragraph without padding
+        assert torch.allclose(a[2:], b, atol=1e-5)
+    with pytest.raises(ValueError, match="lora_layers must be between 1 and 3"):
+        StanceModel.create(codebook, ModelConfig(base="random", encoder_config=encoder, lora_layers=4))
+
+
+def test_training_with_frozen_lower_layers_uses_the_cache_and_round_trips(tiny_data, codebook, tmp_path):
+    """Training with lora_layers caches the frozen layers' output per paragraph (equal to
+    computing them in any batch), leaves those layers unchanged, and the saved folder loads
+    with the same setting and the same predictions."""
+    import torch
+
+    from stance.encoding import ParagraphEncoder
+    from stance.train import TrainConfig, lower_cache, set_seed, stack_cached, train
+
+    encoder = dict(TINY_ENCODER, num_hidden_layers=3)
+    recs = read_records(tiny_data["train"], codebook)[:48]
+    config = TrainConfig(epochs=2, base="random", encoder_config=encoder, lora_r=2, seed=3, progress=False,
+                         lora_layers=1)
+    messages = []
+    model = train(recs, [], codebook, config, log=messages.append).model
+    assert any("2 frozen encoder layers once for 48 paragraphs" in m for m in messages)
+    set_seed(3)  # as train() does before building the model: the same random base encoder
+    base = StanceModel.create(codebook, model.config).state_dict()
+    trained = model.state_dict()
+    frozen = [k for k in base if k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.",
+                                              "encoder.encoder.layer.1."))]
+    assert frozen and all(torch.equal(trained[k], base[k]) for k in frozen)
+    top = [k for k in base if k.startswith("encoder.encoder.layer.2.") and ("lora_b" in k or "LayerNorm" in k)]
+    assert top and any(not torch.equal(trained[k], base[k]) for k in top)
+
+    windows = ParagraphEncoder.for_model(model.config, codebook).encode([r.text for r in recs[:6]], max_windows=1)
+    pe = ParagraphEncoder.for_model(model.config, codebook)
+    cache = lower_cache(model, pe, windows, torch.float32, batch_size=4)
+    assert [len(c) for c in cache] == [len(w.ids) for w in windows]
+    batch = pe.collate(windows)
+    with torch.no_grad():
+        direct = model.lower(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
+    stacked = stack_cached(cache, list(range(6)), batch["input_ids"].shape[1])
+    real = torch.from_numpy(batch["attention_mask"]).bool()
+    assert torch.allclose(stacked[real], direct[real], atol=1e-5)
+
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["lora_layers"] == 1
+    loaded = StanceModel.from_pretrained(tmp_path / "m")
+    assert loaded.frozen_layers == 2
+    with torch.no_grad():
+        args = [torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "actor_mask", "context")]
+        model.eval()
+        for a, b in zip(model(*args), loaded(*args)):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_train_command_passes_the_speed_flags_to_training(tiny_data, tmp_path, monkeypatch):
     import stance.train
     from stance.cli import main
@@ -108,11 +196,13 @@ def test_train_command_passes_the_speed_flags_to_training(tiny_data, tmp_path, m
     base = ["train", "--train", str(tiny_data["train"]), "--dev", str(tiny_data["dev"])]
     assert main(base + ["--out", str(tmp_path / "a")]) == 0
     plain = seen.pop("config")
-    assert (plain.lora_dropout, plain.attention_dropout, plain.bf16, plain.epochs) == (0.05, None, False, 6)
+    assert (plain.lora_dropout, plain.attention_dropout, plain.bf16, plain.epochs, plain.lora_layers) == \
+        (0.05, None, False, 6, None)
     assert main(base + ["--out", str(tmp_path / "b"), "--lora-dropout", "0", "--attention-dropout", "0",
-                        "--bf16", "--epochs", "4"]) == 0
+                        "--bf16", "--epochs", "4", "--lora-layers", "3"]) == 0
     fast = seen.pop("config")
-    assert (fast.lora_dropout, fast.attention_dropout, fast.bf16, fast.epochs) == (0.0, 0.0, True, 4)
+    assert (fast.lora_dropout, fast.attention_dropout, fast.bf16, fast.epochs, fast.lora_layers) == \
+        (0.0, 0.0, True, 4, 3)
 
 
 def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
