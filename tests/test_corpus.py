@@ -39,10 +39,16 @@ def test_size_documents_and_metadata(splits):
     assert len(voices) >= 14 and min(voices.values()) >= 5, voices
 
 
-def test_split_sizes_are_about_70_15_15(splits):
+def test_split_sizes_leave_dev_and_test_large_enough(splits):
+    """Started at 70/15/15. Later batches for train and dev left test unchanged, so that their
+    effect is measured on the same paragraphs; what matters for the intervals is that dev and test
+    stay large (hundreds of paragraphs in a hundred documents or more) and not a thin slice."""
     total = sum(len(v) for v in splits.values())
     shares = {k: len(v) / total for k, v in splits.items()}
-    assert 0.64 <= shares["train"] <= 0.76 and 0.11 <= shares["dev"] <= 0.19 and 0.11 <= shares["test"] <= 0.19
+    assert 0.64 <= shares["train"] <= 0.80, shares
+    for name in ("dev", "test"):
+        assert 0.09 <= shares[name] <= 0.19, shares
+        assert len(splits[name]) >= 800 and len({r.doc_id for r in splits[name]}) >= 100, name
 
 
 def test_training_split_covers_every_label(splits, codebook):
