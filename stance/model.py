@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .codebook import Codebook
+from .errors import SettingError
 from .folder import (CONFIG_FILE, CODEBOOK_FILE, ENCODER_FILE, WEIGHTS_FILE, ModelConfig,
                      ModelFolderError, base_path, read_model_folder, tokenizer_file)
 
@@ -76,7 +77,7 @@ def frozen_layers(encoder: nn.Module, config: ModelConfig) -> int:
     if config.lora_layers is None:
         return 0
     if not 1 <= config.lora_layers <= n:
-        raise ValueError(f"lora_layers must be between 1 and {n} (the encoder's layers), not {config.lora_layers}")
+        raise SettingError(f"lora_layers must be between 1 and {n} (the encoder's layers), not {config.lora_layers}")
     return n - config.lora_layers
 
 

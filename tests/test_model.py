@@ -205,6 +205,15 @@ def test_train_command_passes_the_speed_flags_to_training(tiny_data, tmp_path, m
         (0.0, 0.0, True, 4, 3)
 
 
+def test_train_command_rejects_lora_layers_beyond_the_encoder(tiny_data, tmp_path, capsys):
+    from stance.cli import main
+
+    code = main(["train", "--train", str(tiny_data["train"]), "--dev", str(tiny_data["dev"]),
+                 "--out", str(tmp_path / "m"), "--lora-layers", "9"])
+    assert code == 2
+    assert "lora_layers must be between 1 and 6" in capsys.readouterr().err
+
+
 def test_onnx_backends_agree_with_torch_across_padding(tiny_model, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)
