@@ -54,7 +54,7 @@ def main() -> None:
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5])
     p.add_argument("--corpus", default=str(ROOT / "seeds" / "corpus"))
     p.add_argument("--codebook", default=str(ROOT / "seeds" / "codebook.yaml"))
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learning_curve.json"))
