@@ -297,12 +297,15 @@ def lower_cache(model, encoder: ParagraphEncoder, windows, dtype, batch_size: in
     from .encoding import length_sorted_batches
 
     out = [None] * len(windows)
+    was_training = model.training
+    model.eval()  # the cache is reused every epoch, so no dropout mask may be baked into it
     for idx in length_sorted_batches(windows, batch_size):
         batch = encoder.collate([windows[i] for i in idx])
         mask = torch.from_numpy(batch["attention_mask"])
         h = model.lower(torch.from_numpy(batch["input_ids"]), mask)
         for row, i in enumerate(idx):
             out[i] = h[row, :len(windows[i].ids)].to(dtype).clone()
+    model.train(was_training)
     return out
 
 
