@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stance.data import read_records  # noqa: E402
+from stance.inference import Probabilities, decide  # noqa: E402
 from stance.labeler import Labeler  # noqa: E402
 from stance.metrics import score  # noqa: E402
+from stance.train import targets  # noqa: E402
 
 SPLITS = ("dev", "test")
 
@@ -59,15 +61,15 @@ def probabilities(folder: str, corpus: Path) -> tuple[object, dict]:
 
 
 def figures(cb, records, stance: np.ndarray) -> dict:
-    best = stance.argmax(-1)
-    pred = [{"id": r.id, "stance": {a: cb.value_ids[best[i, j]] for j, a in enumerate(cb.actor_ids)}, "frames": []}
-            for i, r in enumerate(records)]
+    probs = Probabilities(np.zeros((len(records), len(cb.frame_ids)), np.float32), stance, np.ones(len(records)))
+    decided, _ = decide(probs, cb, {})
+    pred = [{"id": r.id, "stance": st, "frames": []} for r, st in zip(records, decided)]
     s = score([r.to_json() for r in records], pred, cb, n_boot=0)
     return {k: round(s[k]["value"], 4) for k in ("stance_macro_f1", "reference_f1") if s.get(k)}
 
 
 def gold_values(cb, records) -> np.ndarray:
-    return np.array([[cb.value_ids.index(r.stance[a]) for a in cb.actor_ids] for r in records])
+    return targets(records, cb)[0]
 
 
 def confusion(cb, records, stance: np.ndarray) -> list[list[int]]:

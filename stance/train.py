@@ -126,7 +126,9 @@ def set_seed(seed: int) -> None:
 NOT_ANNOTATED = -100  # an actor a record leaves out (partial annotation): no loss, no weight
 
 
-def _targets(records: list[Record], codebook: Codebook):
+def targets(records: list[Record], codebook: Codebook):
+    """Gold labels as arrays: stance value indices (n, actors; ``NOT_ANNOTATED`` where a record
+    leaves an actor out) and frame indicators (n, frames)."""
     values = {v: i for i, v in enumerate(codebook.value_ids)}
     stance = np.array([[values[r.stance[a]] if a in r.stance else NOT_ANNOTATED for a in codebook.actor_ids]
                        for r in records], dtype=np.int64).reshape(len(records), len(codebook.actor_ids))
@@ -218,7 +220,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     encoder = ParagraphEncoder.for_model(mconfig, codebook)
     windows = encoder.encode([r.text for r in train_records], max_windows=1,
                              doc_ids=[r.doc_id for r in train_records])
-    stance_y, frame_y = _targets(train_records, codebook)
+    stance_y, frame_y = targets(train_records, codebook)
     weights = torch.from_numpy(class_weights(stance_y, len(codebook.value_ids), config.class_weight_power)).to(device)
     n_actors, n_values = stance_y.shape[1], len(codebook.value_ids)
 
@@ -242,7 +244,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
         ((len(frame_y) - positives) / np.maximum(positives, 1)).astype(np.float32) ** config.frame_pos_weight_power)
     bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
     dev_gold = [r.to_json() for r in dev_records]
-    dev_frame_y = _targets(dev_records, codebook)[1] if dev_records else None
+    dev_frame_y = targets(dev_records, codebook)[1] if dev_records else None
 
     from tqdm.auto import tqdm
 
