@@ -102,7 +102,7 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
         f"- Base encoder: `{model_config.base}` with LoRA r={model_config.lora_r}, alpha={model_config.lora_alpha}",
         f"- Hyperparameters: `{train_config.to_json()}`",
         f"- Seed: {train_config.seed}",
-        f"- Training time: {seconds / 60:.1f} min on {platform.machine()} ({_cpu_count()} CPU threads)",
+        f"- Training time: {seconds / 60:.1f} min on {_training_device(train_config)}",
         f"- Epochs: " + "; ".join(
             ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
             for h in history),
@@ -121,6 +121,22 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
     text = "\n".join(lines)
     (folder / "README.md").write_text(text, encoding="utf-8")
     return text
+
+
+def _training_device(train_config) -> str:
+    """Where the training steps ran: the CPU (with its thread count) or the GPU's name."""
+    cpu = f"{platform.machine()} ({_cpu_count()} CPU threads)"
+    device = getattr(train_config, "device", "cpu")
+    if device == "cpu":
+        return cpu
+    from .train import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return cpu
+    import torch
+
+    return f"{torch.cuda.get_device_name(resolved)} (CUDA), {cpu} for the rest"
 
 
 def _cpu_count() -> int:

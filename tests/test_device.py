@@ -94,3 +94,14 @@ def test_training_on_a_gpu_returns_a_cpu_model_that_labels(tiny_data, codebook, 
     result.model.save_pretrained(tmp_path / "m")
     df = Labeler.from_pretrained(tmp_path / "m", backend="torch").label([r.text for r in dev[:4]])
     assert len(df) == 4
+
+
+def test_the_card_names_where_training_ran(monkeypatch):
+    from stance.card import _training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "CPU threads" in _training_device(_config(device="auto")) and "CUDA" not in _training_device(_config())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Test GPU 80GB")
+    assert _training_device(_config(device="cuda")).startswith("Test GPU 80GB (CUDA)")
