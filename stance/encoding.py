@@ -78,6 +78,26 @@ class DocumentContext:
         return ctx
 
 
+def special_ids(tokenizer) -> tuple[int, int, int]:
+    """(start, end, padding) token ids of a base encoder's tokenizer, as its own post-processor and
+    padding settings give them: [CLS], [SEP], [PAD] for BERT models; <s>, </s>, <pad> for MPNet."""
+    from tokenizers import Tokenizer
+
+    bare = Tokenizer.from_str(tokenizer.to_str())  # without the file's own padding and truncation
+    bare.no_padding()
+    bare.no_truncation()
+    ends = bare.encode("", add_special_tokens=True).ids
+    if len(ends) != 2:
+        raise ValueError(f"the tokenizer wraps a text in {len(ends)} special tokens, not a start and an end")
+    padding = tokenizer.padding
+    if padding is not None:
+        pad = padding["pad_id"]
+    else:
+        vocab = tokenizer.get_vocab()
+        pad = next((vocab[t] for t in ("[PAD]", "<pad>") if t in vocab), 0)
+    return ends[0], ends[1], pad
+
+
 class ParagraphEncoder:
     """Tokenises paragraphs into windows of at most ``max_length`` tokens.
 
@@ -90,6 +110,7 @@ class ParagraphEncoder:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.cls_id, self.sep_id, self.pad_id = special_ids(self.tokenizer)
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.codebook = codebook
@@ -98,10 +119,6 @@ class ParagraphEncoder:
         self.max_length = max_length
         self.overlap = min(overlap, max_length // 2)
         self.context = context  # add document-context features (models trained with them)
-        vocab = self.tokenizer.get_vocab()
-        self.cls_id = vocab.get("[CLS]", 101)
-        self.sep_id = vocab.get("[SEP]", 102)
-        self.pad_id = vocab.get("[PAD]", 0)
 
     @classmethod
     def for_model(cls, config, codebook: Codebook) -> "ParagraphEncoder":

@@ -26,7 +26,7 @@ class ModelFolderError(StanceError):
 @dataclass
 class ModelConfig:
     base: str = DEFAULT_BASE  # pip package name, a folder, or "random" (with encoder_config)
-    encoder_config: dict | None = None  # for "random" bases: a BertConfig as a dict
+    encoder_config: dict | None = None  # for "random" bases: a BertConfig as a dict ("model_type": "mpnet" for an MPNetConfig)
     max_length: int = 256
     overlap: int = 64
     lora_r: int = 16

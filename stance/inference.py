@@ -433,7 +433,8 @@ def export_onnx(folder: Path, out: Path) -> None:
         # that the exported graph matches torch across batch sizes and padding
         warnings.simplefilter("ignore")
         _export(torch, WithProbabilities(model), example, tmp)
-        _fuse(tmp, model.encoder.config)
+        if getattr(model.encoder.config, "model_type", "bert") == "bert":  # the fusions are BERT's
+            _fuse(tmp, model.encoder.config)
     tmp.replace(out)  # a half-written export never looks finished
 
 

@@ -37,7 +37,12 @@ def load_encoder(config: ModelConfig) -> nn.Module:
     hf_logging.disable_progress_bar()  # a per-load bar is noise in a labelling job's log
     extra = {} if config.attention_dropout is None else {"attention_probs_dropout_prob": config.attention_dropout}
     if config.base == "random":
-        return BertModel(BertConfig(**{**(config.encoder_config or {}), **extra}), add_pooling_layer=False)
+        settings = {**(config.encoder_config or {}), **extra}
+        if settings.pop("model_type", "bert") == "mpnet":
+            from transformers import MPNetConfig, MPNetModel
+
+            return MPNetModel(MPNetConfig(**settings), add_pooling_layer=False)
+        return BertModel(BertConfig(**settings), add_pooling_layer=False)
     return AutoModel.from_pretrained(str(base_path(config.base)), local_files_only=True,
                                      add_pooling_layer=False, **extra)
 
@@ -87,6 +92,23 @@ def _layer_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# The linear layers that get LoRA adapters, by the base encoder's architecture (config.model_type):
+# attention's query, key, value and output projections and the feed-forward block's two.
+LORA_TARGETS = {
+    "bert": ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"),
+    "mpnet": ("attn.q", "attn.k", "attn.v", "attn.o", "intermediate.dense", "output.dense"),
+}
+
+
+def lora_targets_for(encoder: nn.Module, config: ModelConfig) -> tuple[str, ...]:
+    """The configured targets, or, where they are BERT's default and the base is not a BERT model,
+    the targets for the base's architecture."""
+    model_type = getattr(encoder.config, "model_type", "bert")
+    if tuple(config.lora_targets) == LORA_TARGETS["bert"] and model_type in LORA_TARGETS:
+        return LORA_TARGETS[model_type]
+    return tuple(config.lora_targets)
+
+
 def add_lora(encoder: nn.Module, config: ModelConfig) -> None:
     for p in encoder.parameters():
         p.requires_grad_(False)
@@ -96,10 +118,15 @@ def add_lora(encoder: nn.Module, config: ModelConfig) -> None:
         layer = _layer_of(name)
         return first == 0 or (layer is not None and layer >= first)
 
+    config.lora_targets = lora_targets_for(encoder, config)
     targets = []
     for name, module in encoder.named_modules():
         if isinstance(module, nn.Linear) and any(name.endswith(t) for t in config.lora_targets) and tuned(name):
             targets.append(name)
+    if not targets:
+        model_type = getattr(encoder.config, "model_type", "?")
+        raise SettingError(f"no linear layer of the {model_type!r} base encoder matches the LoRA targets "
+                           f"{list(config.lora_targets)}; architectures this tool knows: {', '.join(LORA_TARGETS)}")
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = encoder.get_submodule(parent_name)
@@ -181,8 +208,10 @@ class StanceModel(nn.Module):
         from transformers.masking_utils import create_bidirectional_mask
 
         mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=h, attention_mask=attention_mask)
+        # MPNet's layers share a relative position bias that its encoder computes from the length
+        extra = (self.encoder.encoder.compute_position_bias(h),) if hasattr(self.encoder.encoder, "compute_position_bias") else ()
         for layer in self.encoder.encoder.layer[start:stop]:
-            out = layer(h, mask)
+            out = layer(h, mask, *extra)
             h = out[0] if isinstance(out, tuple) else out
         return h
 
@@ -292,9 +321,11 @@ def encode_descriptions(encoder: nn.Module, config: ModelConfig, texts: list[str
         return torch.zeros(0, hidden)
     from tokenizers import Tokenizer
 
+    from .encoding import special_ids
+
     tok = Tokenizer.from_file(str(tokenizer_file(config)))
     tok.enable_truncation(128)
-    tok.enable_padding(pad_id=0)
+    tok.enable_padding(pad_id=special_ids(tok)[2])
     encs = tok.encode_batch(texts)
     ids = torch.tensor([e.ids for e in encs])
     mask = torch.tensor([e.attention_mask for e in encs])

