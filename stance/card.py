@@ -59,6 +59,8 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
     ``evaluations`` maps a split name to {system name: score dict}; ``data`` describes the
     training files (paths, counts, hash).
     """
+    from .train import history_items
+
     lines = [
         f"# Stance and framing model: {codebook.name}",
         "",
@@ -104,7 +106,7 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
         f"- Seed: {train_config.seed}",
         f"- Training time: {seconds / 60:.1f} min on {_training_device(train_config)}",
         f"- Epochs: " + "; ".join(
-            ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
+            ", ".join(history_items(h))
             for h in history),
         f"- Library versions: {library_versions()}",
         f"- Python {platform.python_version()}, written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",

@@ -303,7 +303,7 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
             else:
                 bad_epochs += 1
         history.append(entry)
-        log("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        log("  ".join(history_items(entry)))
         if dev_records and bad_epochs >= config.patience:
             log(f"early stop: no dev improvement for {config.patience} epochs")
             break
@@ -322,6 +322,12 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     model.config.thresholds = thresholds
     return TrainResult(model=model, dev_scores={"primary": best}, history=history, lexical=lexical,
                        seconds=time.time() - started)
+
+
+def history_items(entry: dict) -> list[str]:
+    """An epoch's history entry as ``key=value`` strings: figures to three places, seconds to one."""
+    return [f"{k}={v:.1f}" if k.endswith("seconds") else f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in entry.items()]
 
 
 def lower_cache(model, encoder: ParagraphEncoder, windows, dtype, batch_size: int = 64) -> list:
