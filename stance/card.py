@@ -53,12 +53,14 @@ def detail_table(s: dict) -> str:
 
 
 def write_card(folder, *, codebook, train_config, model_config, data: dict, history: list[dict],
-               evaluations: dict[str, dict[str, dict]], seconds: float, command: str) -> str:
+               evaluations: dict[str, dict[str, dict]], seconds: float, command: str,
+               device: str = "") -> str:
     """Write README.md into the model folder and return its text.
 
     ``evaluations`` maps a split name to {system name: score dict}; ``data`` describes the
-    training files (paths, counts, hash).
+    training files (paths, counts, hash); ``device`` where training ran (``describe_device``).
     """
+    device = device or describe_device(None)
     from .train import history_items
 
     lines = [
@@ -104,7 +106,7 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
         f"- Base encoder: `{model_config.base}` with LoRA r={model_config.lora_r}, alpha={model_config.lora_alpha}",
         f"- Hyperparameters: `{train_config.to_json()}`",
         f"- Seed: {train_config.seed}",
-        f"- Training time: {seconds / 60:.1f} min on {_training_device(train_config)}",
+        f"- Training time: {seconds / 60:.1f} min on {device}",
         f"- Epochs: " + "; ".join(
             ", ".join(history_items(h))
             for h in history),
@@ -125,20 +127,14 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
     return text
 
 
-def _training_device(train_config) -> str:
-    """Where the training steps ran: the CPU (with its thread count) or the GPU's name."""
+def describe_device(device) -> str:
+    """Where training ran, for the card: the CPU (with its thread count) or the GPU's name."""
     cpu = f"{platform.machine()} ({_cpu_count()} CPU threads)"
-    device = getattr(train_config, "device", "cpu")
-    if device == "cpu":
-        return cpu
-    from .train import resolve_device
-
-    resolved = resolve_device(device)
-    if resolved.type != "cuda":
+    if getattr(device, "type", "cpu") != "cuda":
         return cpu
     import torch
 
-    return f"{torch.cuda.get_device_name(resolved)} (CUDA), {cpu} for the rest"
+    return f"{torch.cuda.get_device_name(device)} (CUDA), {cpu} for the rest"
 
 
 def _cpu_count() -> int:

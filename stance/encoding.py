@@ -80,16 +80,22 @@ class DocumentContext:
 
 def special_ids(tokenizer) -> tuple[int, int, int]:
     """(start, end, padding) token ids of a base encoder's tokenizer, as its own post-processor and
-    padding settings give them: [CLS], [SEP], [PAD] for BERT models; <s>, </s>, <pad> for MPNet."""
-    from tokenizers import Tokenizer
+    padding settings give them: [CLS], [SEP], [PAD] for BERT models; <s>, </s>, <pad> for MPNet.
 
-    bare = Tokenizer.from_str(tokenizer.to_str())  # without the file's own padding and truncation
-    bare.no_padding()
-    bare.no_truncation()
-    ends = bare.encode("", add_special_tokens=True).ids
+    The probe switches the file's own padding and truncation off for a moment (a file padded to
+    a fixed length would wrap the empty text in pads) and puts them back as they were."""
+    padding, truncation = tokenizer.padding, tokenizer.truncation
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    try:
+        ends = tokenizer.encode("", add_special_tokens=True).ids
+    finally:
+        if padding is not None:
+            tokenizer.enable_padding(**padding)
+        if truncation is not None:
+            tokenizer.enable_truncation(**truncation)
     if len(ends) != 2:
         raise ValueError(f"the tokenizer wraps a text in {len(ends)} special tokens, not a start and an end")
-    padding = tokenizer.padding
     if padding is not None:
         pad = padding["pad_id"]
     else:

@@ -90,6 +90,7 @@ class TrainResult:
     lexical: object = None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    device: str = ""  # where the training steps ran, in words (for the card)
 
 
 def resolve_device(name: str):
@@ -320,8 +321,10 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     if best_probs is not None and codebook.frames:
         thresholds = tune_thresholds(best_probs.frames, dev_frame_y, codebook, config)
     model.config.thresholds = thresholds
+    from .card import describe_device
+
     return TrainResult(model=model, dev_scores={"primary": best}, history=history, lexical=lexical,
-                       seconds=time.time() - started)
+                       seconds=time.time() - started, device=describe_device(device))
 
 
 def history_items(entry: dict) -> list[str]:
@@ -506,7 +509,8 @@ def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
             "n_dev": len(dev_records), "n_test": len(test_records),
             "train_hash": data_hash(train_records), "dev_hash": data_hash(dev_records)}
     write_card(out, codebook=codebook, train_config=config, model_config=result.model.config, data=data,
-               history=result.history, evaluations=evaluations, seconds=result.seconds, command=command)
+               history=result.history, evaluations=evaluations, seconds=result.seconds, command=command,
+               device=result.device)
     (out / "evaluation.json").write_text(json.dumps(
         {"data": data, "history": result.history, "evaluations": evaluations}, indent=1) + "\n")
     from .calibration import record_activation_ranges  # int8 ONNX calibration: int8_calibration.safetensors

@@ -48,6 +48,7 @@ def test_auto_device_without_a_gpu_trains_exactly_as_cpu(tiny_data, codebook, mo
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert next(a.model.parameters()).device.type == "cpu"
+    assert "CPU threads" in b.device and "CUDA" not in b.device  # what the card will say
 
 
 def test_train_command_names_a_missing_gpu(tiny_data, tmp_path, capsys, monkeypatch):
@@ -90,6 +91,7 @@ def test_training_on_a_gpu_returns_a_cpu_model_that_labels(tiny_data, codebook, 
     result = train(tr, dev, codebook, _config(device="cuda", epochs=3, lora_layers=1, bf16=True),
                    log=lambda m: None)
     assert all(p.device.type == "cpu" for p in result.model.parameters())
+    assert "(CUDA)" in result.device
     assert result.history[-1]["dev_stance_f1"] > 0.3  # it learned the templates on the GPU
     result.model.save_pretrained(tmp_path / "m")
     df = Labeler.from_pretrained(tmp_path / "m", backend="torch").label([r.text for r in dev[:4]])
@@ -97,11 +99,8 @@ def test_training_on_a_gpu_returns_a_cpu_model_that_labels(tiny_data, codebook, 
 
 
 def test_the_card_names_where_training_ran(monkeypatch):
-    from stance.card import _training_device
+    from stance.card import describe_device
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert "CPU threads" in _training_device(_config(device="auto")) and "CUDA" not in _training_device(_config())
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert "CPU threads" in describe_device(torch.device("cpu")) and "CUDA" not in describe_device(None)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Test GPU 80GB")
-    assert _training_device(_config(device="cuda")).startswith("Test GPU 80GB (CUDA)")
+    assert describe_device(torch.device("cuda", 0)).startswith("Test GPU 80GB (CUDA)")

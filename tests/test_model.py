@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TINY_ENCODER, synthetic_records, write_jsonl
+from conftest import TINY_ENCODER, assert_split_forward_matches, synthetic_records, write_jsonl
 from stance import Labeler
 from stance.codebook import Codebook
 from stance.data import read_records
@@ -116,27 +116,7 @@ def test_frozen_lower_layers_split_the_forward_pass_exactly(codebook):
     assert lora and all(n.startswith("encoder.layer.2.") for n in lora)
     tuned = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
     assert tuned and all(n.startswith("encoder.layer.2.") for n in tuned)
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():
-        if "lora_b" in name:
-            p.data.normal_(0, 0.1)  # a trained-looking adapter, so the top layer is not the base's
-    model.eval()
-    ids = torch.randint(1000, 3000, (3, 20))
-    mask = torch.ones(3, 20, dtype=torch.long)
-    mask[1, 12:] = 0
-    mask[2, 5:] = 0
-    actor_mask = torch.zeros(3, len(codebook.actors), 20)
-    actor_mask[:, 0, 2:4] = 1
-    context = torch.rand(3, len(codebook.actors), 3)
-    with torch.no_grad():
-        whole = model(ids, mask, actor_mask, context)
-        split = model.upper(model.lower(ids, mask), mask, actor_mask, context)
-        short = model.upper(model.lower(ids[2:, :5], mask[2:, :5]), mask[2:, :5], actor_mask[2:, :, :5],
-                            context[2:])
-    for a, b in zip(whole, split):
-        assert torch.allclose(a, b, atol=1e-5)
-    for a, b in zip(whole, short):  # the same paragraph without padding
-        assert torch.allclose(a[2:], b, atol=1e-5)
+    assert_split_forward_matches(model, codebook)
     with pytest.raises(ValueError, match="lora_layers must be between 1 and 3"):
         StanceModel.create(codebook, ModelConfig(base="random", encoder_config=encoder, lora_layers=4))
 

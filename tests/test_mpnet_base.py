@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_ENCODER, synthetic_records
+from conftest import TINY_ENCODER, assert_split_forward_matches, synthetic_records
 from stance import Labeler
 from stance.folder import ModelConfig
 from stance.model import LoRALinear, StanceModel
@@ -30,8 +30,11 @@ def test_special_tokens_come_from_the_tokenizer():
     from stance.encoding import special_ids
 
     bert = _bert_tokenizer()
+    bert.enable_truncation(max_length=128)
+    settings = (bert.padding, bert.truncation)
+    assert settings[0] is not None
     assert special_ids(bert) == (101, 102, 0)  # [CLS], [SEP], [PAD]
-    assert bert.padding is not None  # the file's own settings are left as they were
+    assert (bert.padding, bert.truncation) == settings  # the file's own settings are put back
     # an MPNet-style tokenizer: <s> text </s>, padded with <pad>
     mpnet = _bert_tokenizer()
     mpnet.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
@@ -52,22 +55,7 @@ def test_mpnet_gets_its_own_lora_targets_and_splits_the_forward_pass_exactly(cod
         "attention.attn.k", "attention.attn.o", "attention.attn.q", "attention.attn.v",
         "intermediate.dense", "output.dense"]
     assert model.config.lora_targets[0] == "attn.q"  # saved with the folder, so loading adapts the same layers
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():
-        if "lora_b" in name:
-            p.data.normal_(0, 0.1)
-    model.eval()
-    ids = torch.randint(1000, 3000, (3, 20))
-    mask = torch.ones(3, 20, dtype=torch.long)
-    mask[1, 12:] = 0
-    actor_mask = torch.zeros(3, len(codebook.actors), 20)
-    actor_mask[:, 0, 2:4] = 1
-    context = torch.rand(3, len(codebook.actors), 3)
-    with torch.no_grad():
-        whole = model(ids, mask, actor_mask, context)
-        split = model.upper(model.lower(ids, mask), mask, actor_mask, context)  # relative position bias included
-    for a, b in zip(whole, split):
-        assert torch.allclose(a, b, atol=1e-5)
+    assert_split_forward_matches(model, codebook)  # MPNet's relative position bias included
 
 
 def test_an_unknown_architecture_is_named(codebook):
