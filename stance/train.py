@@ -254,6 +254,9 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     if model.frozen_layers:
         log(f"computing the {model.frozen_layers} frozen encoder layers once for {len(windows)} paragraphs")
         cache = lower_cache(model, encoder, windows, torch.bfloat16 if config.bf16 else torch.float32)
+    # dev is scored after every epoch; its frozen layers' output is the same each time, so it is
+    # computed once too (in fp32: the same probabilities as labelling, for the same selection)
+    dev_cache = CachedDev(model, encoder, dev_records) if cache is not None and dev_records else None
     best, best_state, best_probs, history, bad_epochs = -1.0, None, None, [], 0
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -292,8 +295,11 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
         entry = {"epoch": epoch, "train_loss": running / steps_per_epoch,
                  "step_seconds": round(time.time() - epoch_started, 1)}
         if dev_records:
-            probs = Predictor(encoder, TorchBackend(model)).predict([r.text for r in dev_records],
-                                                                    doc_ids=[r.doc_id for r in dev_records])
+            if dev_cache is not None:
+                probs = dev_cache.probabilities(model)
+            else:
+                probs = Predictor(encoder, TorchBackend(model)).predict([r.text for r in dev_records],
+                                                                        doc_ids=[r.doc_id for r in dev_records])
             stance, frames = decide(probs, codebook, {})
             pred = [{"id": r.id, "stance": s, "frames": f} for r, s, f in zip(dev_records, stance, frames)]
             dev = score(dev_gold, pred, codebook, n_boot=0)
@@ -355,6 +361,40 @@ def lower_cache(model, encoder: ParagraphEncoder, windows, dtype, batch_size: in
             out[i] = h[row, :len(windows[i].ids)].to(dtype).clone()
     model.train(was_training)
     return out
+
+
+class CachedDev:
+    """Dev probabilities through the tuned layers only, from the frozen layers' output computed
+    once: what ``Predictor(encoder, TorchBackend(model)).predict`` gives for the dev paragraphs
+    (all windows, document context, aggregation), without running the frozen layers every epoch."""
+
+    def __init__(self, model, encoder: ParagraphEncoder, records: list[Record], batch_size: int = 32):
+        import torch
+
+        self.encoder, self.batch_size, self.n_items = encoder, batch_size, len(records)
+        self.windows = encoder.encode([r.text for r in records], doc_ids=[r.doc_id for r in records])
+        self.cache = lower_cache(model, encoder, self.windows, torch.float32)
+
+    def probabilities(self, model):
+        import torch
+
+        from .encoding import aggregate, length_sorted_batches
+        from .inference import MODEL_INPUTS, Probabilities
+
+        codebook = self.encoder.codebook
+        frame_p = np.zeros((len(self.windows), len(codebook.frames)), dtype=np.float32)
+        stance_p = np.zeros((len(self.windows), len(codebook.actors), len(codebook.stance_values)), dtype=np.float32)
+        device = next(model.parameters()).device
+        model.eval()
+        with torch.inference_mode():
+            for idx in length_sorted_batches(self.windows, self.batch_size):
+                batch = self.encoder.collate([self.windows[i] for i in idx])
+                hidden = stack_cached(self.cache, idx, batch["attention_mask"].shape[1])
+                f, st = model.upper(hidden, *(torch.from_numpy(batch[k]).to(device) for k in MODEL_INPUTS[1:] if k in batch))
+                frame_p[idx] = torch.sigmoid(f).float().cpu().numpy()
+                stance_p[idx] = torch.softmax(st, dim=-1).float().cpu().numpy()
+        frames, stance, n_win = aggregate(self.windows, frame_p, stance_p, self.n_items)
+        return Probabilities(frames, stance, n_win)
 
 
 def stack_cached(cache: list, idx: list[int], width: int):

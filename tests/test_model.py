@@ -345,3 +345,43 @@ def test_partial_annotation_trains_and_labels_an_actor_no_record_annotates(tmp_p
     result = score(records, labeler.predict_records(records), cb, n_boot=0)
     assert result["stance"]["eu"]["n"] == 0 and result["stance"]["nato"]["n"] == 18
     assert result["stance_pooled_f_avg"]["value"] > 0.5  # the tiny model learns the templates
+
+
+def test_dev_is_scored_from_its_cached_frozen_layers_as_labelling_scores_it(tiny_data, codebook, monkeypatch):
+    """With frozen lower layers, dev's frozen-layer output is computed once, not every epoch, and
+    the dev probabilities from it are the labeller's: every window of a long paragraph, document
+    context, aggregation."""
+    import torch
+
+    from stance.encoding import ParagraphEncoder
+    from stance.inference import Predictor, TorchBackend
+    from stance.train import CachedDev, TrainConfig, train
+
+    recs = read_records(tiny_data["train"], codebook)[:40]
+    dev = read_records(tiny_data["dev"], codebook)[:24]
+    config = TrainConfig(epochs=2, base="random", encoder_config=dict(TINY_ENCODER, num_hidden_layers=3), lora_r=2,
+                         seed=3, progress=False, lora_layers=1, max_length=24, lexical=False, document_context=True)
+    calls = {"lower": 0, "forward": 0}
+    lower, forward = StanceModel.lower, StanceModel.forward
+
+    def counted(name, fn):
+        def wrapper(self, *a, **k):
+            calls[name] += 1
+            return fn(self, *a, **k)
+        return wrapper
+
+    monkeypatch.setattr(StanceModel, "lower", counted("lower", lower))
+    monkeypatch.setattr(StanceModel, "forward", counted("forward", forward))
+    train(recs, dev, codebook, config, log=lambda m: None)
+    two_epochs = dict(calls)
+    calls.update(lower=0, forward=0)
+    model = train(recs, dev, codebook, TrainConfig(**{**config.__dict__, "epochs": 3}), log=lambda m: None).model
+    assert calls == two_epochs and calls["forward"] == 0  # a third epoch ran no frozen layer again
+
+    pe = ParagraphEncoder.for_model(model.config, codebook)
+    cached = CachedDev(model, pe, dev)
+    assert len(cached.windows) > len(dev)  # some dev paragraphs span several windows
+    got = cached.probabilities(model)
+    want = Predictor(pe, TorchBackend(model)).predict([r.text for r in dev], doc_ids=[r.doc_id for r in dev])
+    assert got.stance.shape == want.stance.shape and np.array_equal(got.windows, want.windows)
+    assert np.allclose(got.stance, want.stance, atol=1e-5) and np.allclose(got.frames, want.frames, atol=1e-5)
