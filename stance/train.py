@@ -253,7 +253,10 @@ def train(train_records: list[Record], dev_records: list[Record], codebook: Code
     cache = None
     if model.frozen_layers:
         log(f"computing the {model.frozen_layers} frozen encoder layers once for {len(windows)} paragraphs")
-        cache = lower_cache(model, encoder, windows, torch.bfloat16 if config.bf16 else torch.float32)
+        # with bf16 the frozen layers run in bf16 too, as the tuned ones do: 2.2-2.4x faster here
+        # (avx512_bf16), and the cache was kept in bf16 already
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            cache = lower_cache(model, encoder, windows, torch.bfloat16 if config.bf16 else torch.float32)
     # dev is scored after every epoch; its frozen layers' output is the same each time, so it is
     # computed once too (in fp32: the same probabilities as labelling, for the same selection)
     dev_cache = CachedDev(model, encoder, dev_records) if cache is not None and dev_records else None

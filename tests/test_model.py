@@ -385,3 +385,25 @@ def test_dev_is_scored_from_its_cached_frozen_layers_as_labelling_scores_it(tiny
     want = Predictor(pe, TorchBackend(model)).predict([r.text for r in dev], doc_ids=[r.doc_id for r in dev])
     assert got.stance.shape == want.stance.shape and np.array_equal(got.windows, want.windows)
     assert np.allclose(got.stance, want.stance, atol=1e-5) and np.allclose(got.frames, want.frames, atol=1e-5)
+
+
+def test_with_bf16_the_training_cache_runs_in_bf16_and_the_dev_cache_in_fp32(tiny_data, codebook, monkeypatch):
+    import torch
+
+    import stance.train as train_module
+    from stance.train import TrainConfig, train
+
+    seen = []
+    real = train_module.lower_cache
+
+    def recording(model, encoder, windows, dtype, *a, **k):
+        seen.append((len(windows), torch.is_autocast_enabled("cpu"), dtype))
+        return real(model, encoder, windows, dtype, *a, **k)
+
+    monkeypatch.setattr(train_module, "lower_cache", recording)
+    recs = read_records(tiny_data["train"], codebook)[:32]
+    dev = read_records(tiny_data["dev"], codebook)[:8]
+    config = TrainConfig(epochs=1, base="random", encoder_config=dict(TINY_ENCODER, num_hidden_layers=3), lora_r=2,
+                         seed=3, progress=False, lora_layers=1, lexical=False, bf16=True)
+    train(recs, dev, codebook, config, log=lambda m: None)
+    assert seen == [(32, True, torch.bfloat16), (8, False, torch.float32)]
