@@ -149,15 +149,19 @@ class TfidfBaseline:
 BASELINES = {"majority": MajorityBaseline, "lexicon": LexiconBaseline, "tfidf_lr": TfidfBaseline}
 
 
+def fit_baselines(train: list[Record], codebook: Codebook) -> dict[str, object]:
+    """Every baseline fitted on ``train``; name -> fitted baseline."""
+    return {name: cls(codebook).fit(train) for name, cls in BASELINES.items()}
+
+
 def run_baselines(train: list[Record], test: list[Record], codebook: Codebook, n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, dict]:
-    """Fit every baseline on ``train`` and score it on ``test``; name -> score dict."""
+                  seed: int = 0, fitted: dict[str, object] | None = None) -> dict[str, dict]:
+    """Score every baseline on ``test``, fitted on ``train`` (or ``fitted``, from ``fit_baselines``
+    on the same training records, to score several splits with one fit); name -> score dict."""
     from .metrics import score
 
     gold = [r.to_json() for r in test]
-    out = {}
-    for name, cls in BASELINES.items():
-        model = cls(codebook).fit(train)
-        pred = model.predict([r.text for r in test], ids=[r.id for r in test])
-        out[name] = score(gold, pred, codebook, n_boot=n_boot, seed=seed)
-    return out
+    fitted = fitted if fitted is not None else fit_baselines(train, codebook)
+    return {name: score(gold, model.predict([r.text for r in test], ids=[r.id for r in test]), codebook,
+                        n_boot=n_boot, seed=seed)
+            for name, model in fitted.items()}

@@ -514,7 +514,7 @@ def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
     baselines, and write the model card and ``evaluation.json`` into the folder."""
     import json
 
-    from .baselines import run_baselines
+    from .baselines import fit_baselines, run_baselines
     from .card import write_card
     from .data import data_hash, read_records
     from .evaluate import predict_records
@@ -538,6 +538,7 @@ def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
             (out / name).unlink(missing_ok=True)
 
     evaluations = {}
+    fitted = fit_baselines(train_records, codebook) if baselines and (dev_records or test_records) else None
     for split, records in (("dev split", dev_records), ("test split", test_records)):
         if not records:
             continue
@@ -545,7 +546,8 @@ def train_to_folder(train_paths, dev_paths, out: str | Path, codebook: Codebook,
         systems = {"this model": score(gold, predict_records(result.model, records, lexical=result.lexical),
                                        codebook, n_boot=n_boot, seed=config.seed)}
         if baselines:
-            systems.update(run_baselines(train_records, records, codebook, n_boot=n_boot, seed=config.seed))
+            systems.update(run_baselines(train_records, records, codebook, n_boot=n_boot, seed=config.seed,
+                                         fitted=fitted))
         evaluations[split] = systems
     data = {"train": [str(p) for p in _as_list(train_paths)], "dev": [str(p) for p in _as_list(dev_paths)],
             "test": [str(p) for p in _as_list(test_paths)], "n_train": len(train_records),

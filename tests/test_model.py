@@ -407,3 +407,24 @@ def test_with_bf16_the_training_cache_runs_in_bf16_and_the_dev_cache_in_fp32(tin
                          seed=3, progress=False, lora_layers=1, lexical=False, bf16=True)
     train(recs, dev, codebook, config, log=lambda m: None)
     assert seen == [(32, True, torch.bfloat16), (8, False, torch.float32)]
+
+
+def test_the_training_command_fits_each_baseline_once_for_both_splits(tiny_data, codebook, tmp_path, monkeypatch):
+    from stance.baselines import BASELINES, run_baselines
+    from stance.train import TrainConfig, train_to_folder
+
+    fits = []
+    for name, cls in BASELINES.items():
+        real = cls.fit
+        monkeypatch.setattr(cls, "fit", lambda self, train, _real=real, _name=name: (fits.append(_name), _real(self, train))[1])
+    config = TrainConfig(epochs=1, base="random", encoder_config=TINY_ENCODER, lora_r=2, seed=3, progress=False,
+                         lexical=False)
+    out = train_to_folder([tiny_data["train"]], [tiny_data["dev"]], tmp_path / "m", codebook, config,
+                          test_paths=[tiny_data["dev"]], n_boot=10, log=lambda m: None)
+    assert sorted(fits) == sorted(BASELINES)  # once each, though dev and test are both scored
+    saved = json.loads((out / "evaluation.json").read_text())["evaluations"]
+    records = read_records(tiny_data["dev"], codebook)
+    fresh = run_baselines(read_records(tiny_data["train"], codebook), records, codebook, n_boot=10, seed=3)
+    for split in ("dev split", "test split"):
+        for name in BASELINES:
+            assert saved[split][name]["stance_macro_f1"] == pytest.approx(fresh[name]["stance_macro_f1"])
