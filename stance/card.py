@@ -15,8 +15,9 @@ def library_versions(base: str = "") -> dict[str, str]:
     """Versions of the libraries a model depends on, and of the packages its ``base`` comes from."""
     from .bases import SPLIT_BASES
 
+    parts = SPLIT_BASES[base][0][:1] if base in SPLIT_BASES else ()  # a split base's parts share one version
     out = {}
-    for lib in _LIBS + SPLIT_BASES.get(base, ((), ""))[0][:1]:  # a split base's parts share one version
+    for lib in _LIBS + parts:
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
