@@ -351,8 +351,6 @@ def test_dev_is_scored_from_its_cached_frozen_layers_as_labelling_scores_it(tiny
     """With frozen lower layers, dev's frozen-layer output is computed once, not every epoch, and
     the dev probabilities from it are the labeller's: every window of a long paragraph, document
     context, aggregation."""
-    import torch
-
     from stance.encoding import ParagraphEncoder
     from stance.inference import Predictor, TorchBackend
     from stance.train import CachedDev, TrainConfig, train
